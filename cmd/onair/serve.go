@@ -1,0 +1,228 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"onair/hub"
+	"onair/store"
+	"onair/web"
+)
+
+func runServe(ctx context.Context, o *options, args []string, stdout, stderr io.Writer) error {
+	so := declareServe(o)
+	if err := o.parse(args); err != nil {
+		return err
+	}
+	cfg, err := so.validate(o)
+	if err != nil {
+		return err
+	}
+	log := newLogger(stderr, cfg.LogLevel)
+
+	// Bind first: a busy port fails the start at once, before any other work.
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, unwrapListen(err))
+	}
+	defer ln.Close()
+	var metricsLn net.Listener
+	if cfg.MetricsAddr != "" {
+		if metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			return fmt.Errorf("listen on %s: %w", cfg.MetricsAddr, unwrapListen(err))
+		}
+		defer metricsLn.Close()
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	if cfg.PublicURL == "" {
+		cfg.PublicURL = fmt.Sprintf("http://localhost:%d", port)
+	}
+	if len(cfg.AllowedOrigins) == 0 {
+		origin, _ := parseOrigin(cfg.PublicURL)
+		cfg.AllowedOrigins = []string{origin}
+		if cfg.Dev {
+			cfg.AllowedOrigins = append(cfg.AllowedOrigins, fmt.Sprintf("http://127.0.0.1:%d", port))
+		}
+	}
+
+	h := hub.New(hub.Options{MaxTabs: cfg.MaxTabs})
+	st, err := store.Open(ctx, store.Options{Path: cfg.DB, Sync: store.Sync(cfg.DBSync), OnCommit: web.Publish(h)})
+	if err != nil {
+		return fmt.Errorf("open database %s: %w", cfg.DB, err)
+	}
+	defer st.Close()
+
+	if cfg.Dev {
+		if err := devSecrets(ctx, st, cfg, stdout); err != nil {
+			return err
+		}
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := web.NewMetrics(reg, func() float64 {
+		n, err := st.CountLive(context.Background())
+		if err != nil {
+			return 0
+		}
+		return float64(n)
+	})
+	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	wcfg := web.Config{
+		WebhookSecrets: cfg.WebhookSecrets,
+		TokenSecrets:   cfg.TokenSecrets,
+		AllowedOrigins: cfg.AllowedOrigins,
+		MaxSkew:        cfg.WebhookMaxSkew,
+		PingInterval:   cfg.PingInterval,
+		Logger:         log,
+	}
+	if metricsLn == nil {
+		wcfg.MetricsHandler = metricsHandler
+	}
+	srv := web.New(wcfg, st, h, metrics)
+
+	runCtx, stopRun := context.WithCancel(context.Background())
+	defer stopRun()
+	go srv.Run(runCtx)
+	go sweepLoop(runCtx, st, store.Retention{Age: cfg.Retention, Events: cfg.RetentionEvents}, log)
+
+	httpSrv := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 2)
+	go func() { serveErr <- httpSrv.Serve(ln) }()
+	var metricsSrv *http.Server
+	if metricsLn != nil {
+		metricsSrv = &http.Server{Handler: metricsMux(metricsHandler), ReadHeaderTimeout: 10 * time.Second}
+		go func() { serveErr <- metricsSrv.Serve(metricsLn) }()
+	}
+	srv.SetReady()
+	log.Info("onair listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL,
+		"metrics_addr", cfg.MetricsAddr, "db", cfg.DB, "dev", cfg.Dev)
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	}
+
+	// Drain: /readyz says 503 so load balancers move away; all else is served.
+	log.Info("shutting down: draining", "drain", cfg.ShutdownDrain.String())
+	srv.Drain()
+	select {
+	case <-time.After(cfg.ShutdownDrain):
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	}
+	log.Info("shutting down: closing listener and sockets")
+	shutCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	closed := make(chan error, 1)
+	go func() { closed <- srv.Close(shutCtx) }()
+	if err := httpSrv.Shutdown(shutCtx); err != nil {
+		log.Warn("http shutdown", "err", err)
+	}
+	if metricsSrv != nil {
+		metricsSrv.Shutdown(shutCtx)
+	}
+	if err := <-closed; err != nil {
+		log.Warn("sockets did not all close in time", "err", err)
+	}
+	stopRun()
+	log.Info("stopped")
+	return nil
+}
+
+// devSecrets generates (once) and keeps the dev-mode secrets in the
+// database, and prints the webhook secret: the one secret ever printed.
+func devSecrets(ctx context.Context, st *store.Store, cfg *config, stdout io.Writer) error {
+	if len(cfg.WebhookSecrets) == 0 {
+		s, err := st.Secret(ctx, "webhook")
+		if err != nil {
+			return err
+		}
+		cfg.WebhookSecrets = [][]byte{[]byte(s)}
+		fmt.Fprintf(stdout, "onair dev mode: webhook secret %s\n", s)
+	}
+	if len(cfg.TokenSecrets) == 0 {
+		s, err := st.Secret(ctx, "token")
+		if err != nil {
+			return err
+		}
+		cfg.TokenSecrets = [][]byte{[]byte(s)}
+	}
+	return nil
+}
+
+// sweepLoop applies retention at start and then hourly.
+func sweepLoop(ctx context.Context, st *store.Store, r store.Retention, log *slog.Logger) {
+	for {
+		if n, err := st.Sweep(ctx, r); err != nil && ctx.Err() == nil {
+			log.Warn("retention sweep", "err", err)
+		} else if n > 0 {
+			log.Info("retention sweep", "deleted", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Hour):
+		}
+	}
+}
+
+// metricsMux serves /metrics and the pprof profiles: only ever on the
+// metrics listener, never on the public one.
+func metricsMux(metrics http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics)
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var lv slog.Level
+	lv.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: lv}
+	if f, ok := w.(*os.File); ok && isTerminal(f) {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// unwrapListen keeps the useful part of a listen error ("address already in use").
+func unwrapListen(err error) error {
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Err != nil {
+		msg := opErr.Err.Error()
+		if i := strings.LastIndex(msg, ": "); i >= 0 {
+			msg = msg[i+2:]
+		}
+		return errors.New(msg)
+	}
+	return err
+}

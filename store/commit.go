@@ -1,0 +1,211 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Committed is what one transaction changed that the rest of onair must
+// hear about, in the order it happened.
+type Committed struct {
+	Entries      []Entry  // new event-log entries, to be pushed to their users
+	Deauthorized []string // users whose open sockets must be closed
+}
+
+// Tx is a write transaction shared by a batch of writes; each write runs
+// inside its own savepoint, so one failing write leaves the others intact.
+type Tx struct {
+	s   *Store
+	tx  *sql.Tx
+	ctx context.Context
+	now time.Time
+	out Committed
+	// stmts holds this transaction's handles of the store's prepared statements.
+	stmts map[string]*sql.Stmt
+}
+
+// stmt prepares a statement once per transaction: a batch runs the same
+// few statements hundreds of times.
+func (tx *Tx) stmt(query string) (*sql.Stmt, error) {
+	if st, ok := tx.stmts[query]; ok {
+		return st, nil
+	}
+	st, err := tx.tx.PrepareContext(tx.ctx, query)
+	if err != nil {
+		return nil, fmt.Errorf("prepare: %w", err)
+	}
+	tx.stmts[query] = st
+	return st, nil
+}
+
+func (tx *Tx) exec(query string, args ...any) (sql.Result, error) {
+	st, err := tx.stmt(query)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(tx.ctx, args...)
+}
+
+func (tx *Tx) queryRow(query string, args ...any) *sql.Row {
+	st, err := tx.stmt(query)
+	if err != nil {
+		// A Row carrying the error: Scan reports it.
+		return tx.tx.QueryRowContext(tx.ctx, query, args...)
+	}
+	return st.QueryRowContext(tx.ctx, args...)
+}
+
+func (tx *Tx) query(query string, args ...any) (*sql.Rows, error) {
+	st, err := tx.stmt(query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(tx.ctx, args...)
+}
+
+// writer is the group committer: one goroutine takes every pending write,
+// applies them all in one transaction and commits once. Under load, a commit
+// serves hundreds of webhooks; when idle, a write commits at once.
+type writer struct {
+	s    *Store
+	ops  chan *op
+	quit chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+type op struct {
+	ctx context.Context
+	fn  func(*Tx) error
+	err chan error
+}
+
+func newWriter(s *Store) *writer {
+	w := &writer{s: s, ops: make(chan *op, s.opts.MaxBatch), quit: make(chan struct{}), done: make(chan struct{})}
+	go w.run()
+	return w
+}
+
+// do runs fn in a write transaction and returns once it is committed (nil)
+// or has failed. A ctx that ends first returns ctx.Err(); the write may then
+// still commit.
+func (w *writer) do(ctx context.Context, fn func(*Tx) error) error {
+	o := &op{ctx: ctx, fn: fn, err: make(chan error, 1)}
+	select {
+	case w.ops <- o:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-w.quit:
+		return ErrClosed
+	}
+	select {
+	case err := <-o.err:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-w.done:
+		select {
+		case err := <-o.err:
+			return err
+		default:
+			return ErrClosed
+		}
+	}
+}
+
+func (w *writer) close() {
+	w.once.Do(func() { close(w.quit) })
+	<-w.done
+}
+
+func (w *writer) run() {
+	defer close(w.done)
+	batch := make([]*op, 0, w.s.opts.MaxBatch)
+	for {
+		select {
+		case o := <-w.ops:
+			batch = append(batch[:0], o)
+		case <-w.quit:
+			for {
+				select {
+				case o := <-w.ops:
+					o.err <- ErrClosed
+				default:
+					return
+				}
+			}
+		}
+	fill:
+		for len(batch) < cap(batch) {
+			select {
+			case o := <-w.ops:
+				batch = append(batch, o)
+			default:
+				break fill
+			}
+		}
+		w.commit(batch)
+	}
+}
+
+func (w *writer) commit(batch []*op) {
+	live := batch[:0:0]
+	for _, o := range batch {
+		if err := o.ctx.Err(); err != nil {
+			o.err <- err // the caller gave up before the write began
+			continue
+		}
+		live = append(live, o)
+	}
+	if len(live) == 0 {
+		return
+	}
+	fail := func(err error) {
+		for _, o := range live {
+			o.err <- err
+		}
+	}
+	ctx := context.Background() // one caller's deadline must not abort the others' writes
+	sqlTx, err := w.s.db.BeginTx(ctx, nil)
+	if err != nil {
+		fail(fmt.Errorf("begin: %w", err))
+		return
+	}
+	tx := &Tx{s: w.s, tx: sqlTx, ctx: ctx, now: w.s.opts.Now(), stmts: make(map[string]*sql.Stmt)}
+	errs := make([]error, len(live))
+	for i, o := range live {
+		ne, nd := len(tx.out.Entries), len(tx.out.Deauthorized)
+		if _, err := sqlTx.ExecContext(ctx, `SAVEPOINT op`); err != nil {
+			sqlTx.Rollback()
+			fail(fmt.Errorf("savepoint: %w", err))
+			return
+		}
+		errs[i] = o.fn(tx)
+		if errs[i] != nil {
+			tx.out.Entries, tx.out.Deauthorized = tx.out.Entries[:ne], tx.out.Deauthorized[:nd]
+			if _, err := sqlTx.ExecContext(ctx, `ROLLBACK TO op`); err != nil {
+				sqlTx.Rollback()
+				fail(fmt.Errorf("rollback to savepoint: %w", err))
+				return
+			}
+		}
+		if _, err := sqlTx.ExecContext(ctx, `RELEASE op`); err != nil {
+			sqlTx.Rollback()
+			fail(fmt.Errorf("release savepoint: %w", err))
+			return
+		}
+	}
+	if err := sqlTx.Commit(); err != nil {
+		sqlTx.Rollback()
+		fail(fmt.Errorf("commit: %w", err))
+		return
+	}
+	// Publish before answering: a client told "200" may already be listening.
+	w.s.opts.OnCommit(tx.out)
+	for i, o := range live {
+		o.err <- errs[i]
+	}
+}

@@ -1,0 +1,55 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Retention bounds what the database keeps, so the file does not grow
+// without end. Age must exceed Zoom's retry window (hours), since ended
+// meetings and deduplication keys are what make late retries harmless.
+type Retention struct {
+	Age    time.Duration // events, ended meetings, deduplication keys older than this go
+	Events int           // at most this many newest events per user are kept
+}
+
+// sweepChunk bounds one delete, so webhooks interleave with a long sweep.
+const sweepChunk = 1000
+
+// Sweep deletes what is past retention and returns how many rows went.
+func (s *Store) Sweep(ctx context.Context, r Retention) (int64, error) {
+	cutoff := ms(s.opts.Now().Add(-r.Age))
+	steps := []struct {
+		query string
+		arg   any
+	}{
+		{`DELETE FROM events WHERE (user_id, seq) IN (SELECT user_id, seq FROM events WHERE created_at < ? LIMIT 1000)`, cutoff},
+		{`DELETE FROM events WHERE (user_id, seq) IN (SELECT e.user_id, e.seq FROM events e JOIN users u ON u.id = e.user_id
+			WHERE e.seq <= u.seq - ? LIMIT 1000)`, r.Events},
+		{`DELETE FROM meetings WHERE uuid IN (SELECT uuid FROM meetings WHERE live = 0 AND updated_at < ? LIMIT 1000)`, cutoff},
+		{`DELETE FROM deliveries WHERE key IN (SELECT key FROM deliveries WHERE received_at < ? LIMIT 1000)`, cutoff},
+	}
+	var total int64
+	for _, step := range steps {
+		for {
+			var n int64
+			err := s.w.do(ctx, func(tx *Tx) error {
+				res, err := tx.exec(step.query, step.arg)
+				if err != nil {
+					return err
+				}
+				n, err = res.RowsAffected()
+				return err
+			})
+			if err != nil {
+				return total, fmt.Errorf("sweep: %w", err)
+			}
+			total += n
+			if n < sweepChunk {
+				break
+			}
+		}
+	}
+	return total, nil
+}

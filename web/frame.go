@@ -1,0 +1,81 @@
+package web
+
+import (
+	"encoding/json"
+	"strconv"
+
+	"onair/hub"
+	"onair/store"
+)
+
+// Publish returns the store's OnCommit hook: each committed entry is encoded
+// once into its frame and handed to the hub for all of its user's tabs, and
+// deauthorized users' sockets are dropped.
+func Publish(h *hub.Hub) func(store.Committed) {
+	return func(c store.Committed) {
+		for _, e := range c.Entries {
+			h.Publish(e.User, hub.Message{Seq: e.Seq, Type: e.Type, Frame: encodeEntry(e), Received: e.Received})
+		}
+		for _, u := range c.Deauthorized {
+			h.Drop(u, hub.ReasonDeauthorized)
+		}
+	}
+}
+
+// encodeEntry writes {"type","seq","epoch","at",<object>} by hand: the
+// object is already JSON, and this runs once per event on the commit path.
+func encodeEntry(e store.Entry) []byte {
+	key := "meeting"
+	if e.Type == "bot.updated" {
+		key = "bot"
+	}
+	b := make([]byte, 0, len(e.Data)+len(e.Epoch)+96)
+	b = append(b, `{"type":`...)
+	b = strconv.AppendQuote(b, e.Type)
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendInt(b, e.Seq, 10)
+	b = append(b, `,"epoch":`...)
+	b = strconv.AppendQuote(b, e.Epoch)
+	b = append(b, `,"at":"`...)
+	b = e.At.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
+	b = append(b, `","`...)
+	b = append(b, key...)
+	b = append(b, `":`...)
+	b = append(b, e.Data...)
+	return append(b, '}')
+}
+
+// welcomeFrame is the server's first frame.
+type welcomeFrame struct {
+	Type     string           `json:"type"`
+	User     string           `json:"user"`
+	Epoch    string           `json:"epoch"`
+	Seq      int64            `json:"seq"`
+	Resumed  bool             `json:"resumed"`
+	Meetings *[]store.Meeting `json:"meetings,omitempty"`
+	Bots     *[]any           `json:"bots,omitempty"`
+}
+
+func encodeWelcome(user string, w store.Welcome) []byte {
+	f := welcomeFrame{Type: "welcome", User: user, Epoch: w.Epoch, Seq: w.Seq, Resumed: w.Resumed}
+	if !w.Resumed {
+		// A snapshot always carries both lists, empty or not.
+		meetings := w.Meetings
+		if meetings == nil {
+			meetings = []store.Meeting{}
+		}
+		f.Meetings, f.Bots = &meetings, &[]any{} // bot requests arrive with the bot issue
+	}
+	b, _ := json.Marshal(f)
+	return b
+}
+
+// helloFrame is the client's first frame.
+type helloFrame struct {
+	Type  string `json:"type"`
+	Token string `json:"token"`
+	Since *struct {
+		Epoch string `json:"epoch"`
+		Seq   *int64 `json:"seq"`
+	} `json:"since"`
+}

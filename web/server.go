@@ -1,0 +1,122 @@
+// Package web is onair's HTTP face: the Zoom webhook endpoint, the API, the
+// WebSocket endpoint, health checks and metrics.
+package web
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"onair/hub"
+	"onair/store"
+)
+
+// Store is what the web layer needs of the state.
+type Store interface {
+	Ingest(ctx context.Context, d store.Delivery) (store.Outcome, error)
+	Admit(ctx context.Context, user string, issuedAt time.Time) error
+	User(ctx context.Context, id string) (store.User, error)
+	Welcome(ctx context.Context, user string, since *store.Position, maxReplay int) (store.Welcome, error)
+	LiveMeetings(ctx context.Context, user string) ([]store.Meeting, error)
+	Ping(ctx context.Context) error
+}
+
+// Config is the web layer's configuration. Zero durations take the defaults noted.
+type Config struct {
+	WebhookSecrets [][]byte      // any verifies
+	TokenSecrets   [][]byte      // connection tokens; the first signs, any verifies; none disables them
+	AllowedOrigins []string      // exact origins (scheme://host[:port]) allowed for browsers
+	MaxSkew        time.Duration // x-zm-request-timestamp window (5m)
+	WebhookTimeout time.Duration // commit deadline of a webhook (2s)
+	HelloTimeout   time.Duration // first frame deadline (10s)
+	PingInterval   time.Duration // 25s; must stay under 30s
+	PingTimeout    time.Duration // pong deadline (15s)
+	WriteTimeout   time.Duration // one frame write (10s)
+	MaxReplay      int           // most events a resume replays before a fresh snapshot instead (1000)
+	// MetricsHandler serves /metrics on the public server; nil when metrics
+	// have a listener of their own.
+	MetricsHandler http.Handler
+	Logger         *slog.Logger
+	Now            func() time.Time
+}
+
+// Server serves onair's HTTP endpoints.
+type Server struct {
+	cfg     Config
+	store   Store
+	hub     *hub.Hub
+	metrics *Metrics
+	log     *slog.Logger
+	mux     *http.ServeMux
+	tabs    *tabSet
+
+	ready    atomic.Bool // start-up done
+	draining atomic.Bool // /readyz answers 503
+	closing  atomic.Bool // past the drain: webhooks answer 503
+	conns    sync.WaitGroup
+}
+
+// New returns a server; it does no I/O. Call SetReady once start-up is done.
+func New(cfg Config, st Store, h *hub.Hub, m *Metrics) *Server {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&cfg.MaxSkew, 5*time.Minute)
+	def(&cfg.WebhookTimeout, 2*time.Second)
+	def(&cfg.HelloTimeout, 10*time.Second)
+	def(&cfg.PingInterval, 25*time.Second)
+	def(&cfg.PingTimeout, 15*time.Second)
+	def(&cfg.WriteTimeout, 10*time.Second)
+	if cfg.MaxReplay <= 0 {
+		cfg.MaxReplay = 1000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if m == nil {
+		m = NewMetrics(prometheus.NewRegistry(), func() float64 { return 0 })
+	}
+	s := &Server{cfg: cfg, store: st, hub: h, metrics: m, log: cfg.Logger}
+	s.tabs = newTabSet(s, cfg.PingInterval)
+	s.routes()
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Run pings open sockets until ctx ends.
+func (s *Server) Run(ctx context.Context) { s.tabs.run(ctx) }
+
+// SetReady marks start-up as done.
+func (s *Server) SetReady() { s.ready.Store(true) }
+
+// Drain makes /readyz answer 503 while everything else is still served.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+// Close ends the drain: webhooks answer 503 (Zoom retries them), every
+// socket is closed with 1012, and it waits for them until ctx ends.
+func (s *Server) Close(ctx context.Context) error {
+	s.draining.Store(true)
+	s.closing.Store(true)
+	s.hub.Close(hub.ReasonShutdown)
+	s.tabs.closeAll()
+	done := make(chan struct{})
+	go func() { s.conns.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

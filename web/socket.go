@@ -1,0 +1,277 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"onair/hub"
+	"onair/store"
+)
+
+// Close codes of the WebSocket protocol (CONTRACT §4).
+const (
+	closeBadHello     websocket.StatusCode = 4400
+	closeUnauthorized websocket.StatusCode = 4401
+	closeHelloTimeout websocket.StatusCode = 4408
+	closeTooManyTabs  websocket.StatusCode = 4429
+)
+
+// maxClientFrame is the largest frame a client may send.
+const maxClientFrame = 4096
+
+// tab is one open WebSocket. Its only long-lived goroutine is the one that
+// reads; frames are written by a goroutine started when the tab has
+// something to write and gone when it has written it all. Pings come from
+// the shared tabSet ticker.
+type tab struct {
+	srv  *Server
+	conn *websocket.Conn
+	slot int
+	sub  *hub.Subscription
+	user string
+
+	// flushing is true while a writer owns the connection: the welcome
+	// sequence, or a flush goroutine. It is the only way to start one.
+	flushing atomic.Bool
+	welcomed atomic.Bool
+	last     int64 // seq of the last frame written; owned by whoever holds flushing
+
+	closeOnce sync.Once
+	reason    string // disconnect reason for metrics; set once by closeOnce
+}
+
+func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
+	if origin := r.Header.Get("Origin"); origin != "" && !s.originAllowed(origin) {
+		writeError(w, http.StatusForbidden, "forbidden_origin", "origin not allowed")
+		return
+	}
+	// The origin was checked above against the exact allowed list.
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	if err != nil {
+		return // Accept has answered the request
+	}
+	conn.SetReadLimit(maxClientFrame)
+	t := &tab{srv: s, conn: conn}
+	s.conns.Add(1)
+	defer s.conns.Done()
+	if !s.tabs.add(t) {
+		t.close(websocket.StatusServiceRestart, "server restarting", "shutdown")
+		return
+	}
+	defer s.tabs.remove(t)
+	t.serve()
+}
+
+// serve runs the hello, the welcome, then reads until the socket closes.
+// It must not use the request's context: the connection is hijacked.
+func (t *tab) serve() {
+	s := t.srv
+	ctx := context.Background()
+	timer := time.AfterFunc(s.cfg.HelloTimeout, func() {
+		t.close(closeHelloTimeout, "no hello within 10 s", "hello_timeout")
+	})
+	typ, data, err := t.conn.Read(ctx)
+	if !timer.Stop() {
+		return
+	}
+	if err != nil {
+		t.readFailed(err)
+		return
+	}
+	if typ != websocket.MessageText {
+		t.close(websocket.StatusUnsupportedData, "binary frames are not supported", "protocol")
+		return
+	}
+	var hello helloFrame
+	if err := json.Unmarshal(data, &hello); err != nil || hello.Type != "hello" {
+		t.close(closeBadHello, "first frame must be a hello", "protocol")
+		return
+	}
+	var since *store.Position
+	if hello.Since != nil {
+		if hello.Since.Seq == nil {
+			t.close(closeBadHello, "since needs epoch and seq", "protocol")
+			return
+		}
+		since = &store.Position{Epoch: hello.Since.Epoch, Seq: *hello.Since.Seq}
+	}
+	if hello.Token == "" {
+		t.close(closeUnauthorized, "missing token", "auth")
+		return
+	}
+	claims, err := s.verifyToken(hello.Token)
+	if err != nil {
+		t.close(closeUnauthorized, "invalid or expired token", "auth")
+		return
+	}
+	if err := s.store.Admit(ctx, claims.user, claims.issuedAt); err != nil {
+		if errors.Is(err, store.ErrDeauthorized) {
+			t.close(closeUnauthorized, "token issued before the app was deauthorized", "auth")
+			return
+		}
+		s.log.Error("admit user", "err", err)
+		t.close(websocket.StatusTryAgainLater, "temporarily unavailable", "shutdown")
+		return
+	}
+	t.user = claims.user
+	if !t.welcome(ctx, since) {
+		return
+	}
+	defer t.sub.Cancel()
+	s.metrics.wsConnections.Inc()
+	defer s.metrics.wsConnections.Dec()
+	for {
+		typ, _, err := t.conn.Read(ctx)
+		if err != nil {
+			t.readFailed(err)
+			return
+		}
+		if typ != websocket.MessageText {
+			t.close(websocket.StatusUnsupportedData, "binary frames are not supported", "protocol")
+			return
+		}
+		// Text frames after the hello carry nothing onair acts on.
+	}
+}
+
+// welcome subscribes, then reads the snapshot or the missed events, and
+// writes them before any live frame: live frames queue meanwhile, and those
+// already covered by the snapshot are skipped by seq. No gap, no duplicate.
+func (t *tab) welcome(ctx context.Context, since *store.Position) bool {
+	s := t.srv
+	t.flushing.Store(true) // hold live frames until the welcome is written
+	sub, err := s.hub.Subscribe(t.user, "", t.wake)
+	switch {
+	case errors.Is(err, hub.ErrTooManyTabs):
+		t.close(closeTooManyTabs, "too many open tabs", "too_many_tabs")
+		return false
+	case err != nil:
+		t.close(websocket.StatusServiceRestart, "server restarting", "shutdown")
+		return false
+	}
+	t.sub = sub
+	w, err := s.store.Welcome(ctx, t.user, since, s.cfg.MaxReplay)
+	if err != nil {
+		sub.Cancel()
+		if errors.Is(err, store.ErrNotFound) { // deauthorized between admit and now
+			t.close(closeUnauthorized, "deauthorized", "deauthorized")
+			return false
+		}
+		s.log.Error("welcome", "err", err)
+		t.close(websocket.StatusTryAgainLater, "temporarily unavailable", "shutdown")
+		return false
+	}
+	if !t.write(encodeWelcome(t.user, w), "welcome") {
+		sub.Cancel()
+		return false
+	}
+	t.last = w.Seq
+	for _, e := range w.Entries {
+		if !t.write(encodeEntry(e), e.Type) {
+			sub.Cancel()
+			return false
+		}
+		t.last = e.Seq
+	}
+	t.welcomed.Store(true)
+	t.flushing.Store(false)
+	if sub.Pending() {
+		t.wake()
+	}
+	return true
+}
+
+// wake starts a flush goroutine unless a writer is active.
+func (t *tab) wake() {
+	if t.flushing.CompareAndSwap(false, true) {
+		go t.flush()
+	}
+}
+
+// flush writes everything queued, then exits. A drop ends the tab with the
+// close code of its reason.
+func (t *tab) flush() {
+	for {
+		msgs, reason := t.sub.Next()
+		if reason != hub.ReasonNone {
+			t.closeFor(reason)
+			return // flushing stays true: this tab writes no more
+		}
+		if len(msgs) == 0 {
+			t.flushing.Store(false)
+			if !t.sub.Pending() || !t.flushing.CompareAndSwap(false, true) {
+				return
+			}
+			continue
+		}
+		for _, m := range msgs {
+			if m.Seq <= t.last {
+				continue // already in the welcome snapshot or replay
+			}
+			if !t.write(m.Frame, m.Type) {
+				return
+			}
+			t.last = m.Seq
+			if !m.Received.IsZero() {
+				t.srv.metrics.pushLatency.Observe(time.Since(m.Received).Seconds())
+			}
+		}
+	}
+}
+
+// write writes one frame under the write timeout; on failure the connection
+// is gone (a slow consumer's reason wins over "client").
+func (t *tab) write(frame []byte, typ string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), t.srv.cfg.WriteTimeout)
+	err := t.conn.Write(ctx, websocket.MessageText, frame)
+	cancel()
+	if err != nil {
+		if t.sub != nil && t.sub.Reason() != hub.ReasonNone {
+			t.closeFor(t.sub.Reason())
+		} else {
+			t.close(websocket.StatusGoingAway, "write failed", "client")
+		}
+		return false
+	}
+	t.srv.metrics.wsSent.WithLabelValues(typ).Inc()
+	return true
+}
+
+func (t *tab) closeFor(r hub.Reason) {
+	switch r {
+	case hub.ReasonSlow:
+		t.close(websocket.StatusPolicyViolation, "slow consumer", "slow_consumer")
+	case hub.ReasonDeauthorized:
+		t.close(closeUnauthorized, "deauthorized", "deauthorized")
+	case hub.ReasonLogout:
+		t.close(closeUnauthorized, "logged out", "logout")
+	default:
+		t.close(websocket.StatusServiceRestart, "server restarting", "shutdown")
+	}
+}
+
+// readFailed classifies why reading ended: a frame over the limit was closed
+// with 1009 by the library; anything else means the client went away.
+func (t *tab) readFailed(err error) {
+	reason := "client"
+	if errors.Is(err, websocket.ErrMessageTooBig) {
+		reason = "protocol"
+	}
+	t.close(websocket.StatusNormalClosure, "", reason)
+}
+
+// close closes the socket once, recording why.
+func (t *tab) close(code websocket.StatusCode, text, reason string) {
+	t.closeOnce.Do(func() {
+		t.reason = reason
+		t.srv.metrics.wsDisconnects.WithLabelValues(reason).Inc()
+		go t.conn.Close(code, text) // the close handshake may take seconds
+	})
+}

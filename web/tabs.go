@@ -1,0 +1,106 @@
+package web
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// pingSlots spreads pings over the interval: one shared ticker visits one
+// slot per tick, so no tab has a timer of its own and pings never come in
+// one burst.
+const pingSlots = 25
+
+// tabSet holds every open tab, in slots for pinging.
+type tabSet struct {
+	srv      *Server
+	interval time.Duration
+	mu       sync.Mutex
+	slots    [pingSlots]map[*tab]struct{}
+	next     int
+	closed   bool
+}
+
+func newTabSet(s *Server, interval time.Duration) *tabSet {
+	ts := &tabSet{srv: s, interval: interval}
+	for i := range ts.slots {
+		ts.slots[i] = make(map[*tab]struct{})
+	}
+	return ts
+}
+
+// add registers t; false once the server is closing.
+func (ts *tabSet) add(t *tab) bool {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if ts.closed {
+		return false
+	}
+	t.slot = ts.next
+	ts.next = (ts.next + 1) % pingSlots
+	ts.slots[t.slot][t] = struct{}{}
+	return true
+}
+
+func (ts *tabSet) remove(t *tab) {
+	ts.mu.Lock()
+	delete(ts.slots[t.slot], t)
+	ts.mu.Unlock()
+}
+
+// run pings one slot per tick until ctx ends: every tab once per interval.
+func (ts *tabSet) run(ctx context.Context) {
+	tick := time.NewTicker(ts.interval / pingSlots)
+	defer tick.Stop()
+	for slot := 0; ; slot = (slot + 1) % pingSlots {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		ts.mu.Lock()
+		tabs := make([]*tab, 0, len(ts.slots[slot]))
+		for t := range ts.slots[slot] {
+			if t.welcomed.Load() {
+				tabs = append(tabs, t)
+			}
+		}
+		ts.mu.Unlock()
+		for _, t := range tabs {
+			go t.ping()
+		}
+	}
+}
+
+// ping sends a ping and closes the tab when no pong comes back in time.
+func (t *tab) ping() {
+	ctx, cancel := context.WithTimeout(context.Background(), t.srv.cfg.PingTimeout)
+	defer cancel()
+	if err := t.conn.Ping(ctx); err != nil {
+		if ctx.Err() != nil {
+			t.closeOnce.Do(func() {
+				t.reason = "ping_timeout"
+				t.srv.metrics.wsDisconnects.WithLabelValues("ping_timeout").Inc()
+				t.conn.CloseNow() // it stopped answering: no handshake to wait for
+			})
+		}
+	}
+}
+
+// closeAll closes every tab with 1012 and refuses new ones.
+func (ts *tabSet) closeAll() {
+	ts.mu.Lock()
+	ts.closed = true
+	var all []*tab
+	for _, slot := range ts.slots {
+		for t := range slot {
+			all = append(all, t)
+		}
+	}
+	ts.mu.Unlock()
+	for _, t := range all {
+		t.close(websocket.StatusServiceRestart, "server restarting", "shutdown")
+	}
+}

@@ -1,0 +1,138 @@
+package web
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net/http"
+	"time"
+
+	"onair/store"
+	"onair/zoom"
+)
+
+// maxWebhookBody is the largest webhook body accepted.
+const maxWebhookBody = 1 << 20
+
+// handleWebhook verifies a Zoom delivery, commits it, and only then answers
+// 200. 4xx means the request can never be valid (Zoom does not retry it);
+// 503 means a failure on our side (Zoom retries it).
+func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request) {
+	received := s.cfg.Now()
+	event, outcome := "unverified", "rejected"
+	defer func() {
+		s.metrics.webhooks.WithLabelValues(event, outcome).Inc()
+		s.metrics.webhookDuration.Observe(time.Since(received).Seconds())
+	}()
+	if s.closing.Load() {
+		outcome = "failed"
+		writeError(w, http.StatusServiceUnavailable, "shutting_down", "shutting down; retry later")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxWebhookBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, "too_large", "body over 1 MiB")
+			return
+		}
+		writeError(w, http.StatusBadRequest, "bad_body", "could not read the body")
+		return
+	}
+	if err := zoom.CheckTimestamp(r.Header.Get(zoom.HeaderTimestamp), received, s.cfg.MaxSkew); err != nil {
+		writeError(w, http.StatusUnauthorized, "bad_timestamp", err.Error())
+		return
+	}
+	secret, err := zoom.Verify(s.cfg.WebhookSecrets, r.Header.Get(zoom.HeaderTimestamp), body, r.Header.Get(zoom.HeaderSignature))
+	if err != nil {
+		writeError(w, http.StatusUnauthorized, "bad_signature", err.Error())
+		return
+	}
+	s.metrics.webhookLast.Set(float64(received.UnixMilli()) / 1000)
+	event = "other"
+	ev, err := zoom.Parse(body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "malformed", err.Error())
+		return
+	}
+	event = eventLabel(ev.Name)
+	if ev.Name == zoom.EventURLValidation {
+		outcome = "accepted"
+		writeJSON(w, http.StatusOK, map[string]string{
+			"plainToken":     ev.PlainToken,
+			"encryptedToken": zoom.EncryptToken(secret, ev.PlainToken),
+		})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WebhookTimeout)
+	defer cancel()
+	out, err := s.store.Ingest(ctx, delivery(ev, body, received))
+	if err != nil {
+		outcome = "failed"
+		s.log.Error("webhook not committed", "event", ev.Name, "err", err)
+		writeError(w, http.StatusServiceUnavailable, "not_committed", "could not store the event; retry later")
+		return
+	}
+	outcome = string(out)
+	writeJSON(w, http.StatusOK, map[string]string{"outcome": outcome})
+}
+
+// delivery reduces a Zoom event to what the state needs. The key names what
+// makes a redelivery the same delivery.
+func delivery(ev *zoom.Event, body []byte, received time.Time) store.Delivery {
+	at := ev.TS
+	if at.IsZero() {
+		at = received
+	}
+	d := store.Delivery{Event: ev.Name, At: at, Received: received}
+	switch ev.Name {
+	case zoom.EventMeetingStarted, zoom.EventWebinarStarted:
+		d.Kind = store.KindStart
+	case zoom.EventMeetingEnded, zoom.EventWebinarEnded, zoom.EventMeetingDeleted:
+		d.Kind = store.KindEnd
+	case zoom.EventParticipantJoined, zoom.EventWebinarParticipantIn:
+		d.Kind = store.KindJoin
+	case zoom.EventParticipantLeft, zoom.EventWebinarParticipantOut:
+		d.Kind = store.KindLeave
+	case zoom.EventAppDeauthorized:
+		d.Kind, d.User = store.KindDeauth, ev.DeauthUserID
+		if !ev.DeauthTime.IsZero() {
+			d.At = ev.DeauthTime
+		}
+		d.Key = []string{ev.Name, ev.DeauthUserID, ev.DeauthTimeRaw}
+		return d
+	default:
+		sum := sha256.Sum256(body)
+		d.Key = []string{ev.Name, ev.TSRaw, hex.EncodeToString(sum[:])}
+		return d
+	}
+	o := ev.Object
+	if o == nil {
+		o = &zoom.Object{}
+	}
+	d.Key = []string{ev.Name, ev.TSRaw, o.UUID}
+	rank := 2
+	if p := o.Participant; p != nil {
+		rank = 1
+		d.Key = append(d.Key, p.ID, p.UUID)
+		d.Participant = p.ID
+		d.ParticipantAt = zoom.ParseTime(p.JoinTime)
+		if d.Kind == store.KindLeave {
+			d.ParticipantAt = zoom.ParseTime(p.LeaveTime)
+		}
+		if d.ParticipantAt.IsZero() {
+			d.ParticipantAt = at
+		}
+	}
+	d.Meeting = store.MeetingInfo{
+		UUID: o.UUID, ID: o.ID, Topic: o.Topic, HostID: o.HostID, Type: o.Type,
+		StartTime: zoom.ParseTime(o.StartTime), EndTime: zoom.ParseTime(o.EndTime),
+		Duration: o.Duration, Timezone: o.Timezone, Rank: rank, StartRank: rank,
+	}
+	if d.Meeting.StartTime.IsZero() {
+		d.Meeting.StartTime, d.Meeting.StartRank = at, 0
+	}
+	return d
+}
