@@ -26,11 +26,12 @@ type subcommand struct {
 }
 
 var subcommands = map[string]subcommand{
-	"serve":    {"onair serve: run the server (the default)", runServe},
-	"simulate": {"onair simulate started|ended|joined|left|deauthorized --user ZOOM_USER_ID: send one signed Zoom-shaped webhook", runSimulate},
-	"token":    {"onair token --user ZOOM_USER_ID [--ttl 1h]: print a connection token", runToken},
-	"backup":   {"onair backup --to FILE: write a consistent copy of the SQLite database", runBackup},
-	"version":  {"onair version: print the version", runVersion},
+	"serve":       {"onair serve: run the server (the default)", runServe},
+	"simulate":    {"onair simulate started|ended|joined|left|deauthorized --user ZOOM_USER_ID: send one signed Zoom-shaped webhook", runSimulate},
+	"token":       {"onair token --user ZOOM_USER_ID [--ttl 1h]: print a connection token", runToken},
+	"backup":      {"onair backup --to FILE: write a consistent copy of the SQLite database", runBackup},
+	"version":     {"onair version: print the version", runVersion},
+	"healthcheck": {"onair healthcheck [--url URL]: exit 0 when a running server answers 2xx (for container HEALTHCHECKs)", runHealthcheck},
 }
 
 // run is main without the process: tests call it too.
@@ -51,7 +52,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case errors.Is(err, errHelp):
 		o.usage(stdout)
 		if name == "serve" {
-			fmt.Fprintln(stdout, "\nSubcommands: serve (default), simulate, token, backup, version; each has --help.")
+			fmt.Fprintln(stdout, "\nSubcommands: serve (default), simulate, token, backup, version, healthcheck; each has --help.")
 		}
 		return 0
 	case errors.As(err, &usageErr):
