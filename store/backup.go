@@ -22,7 +22,8 @@ func Backup(ctx context.Context, src, dst string) error {
 		return fmt.Errorf("backup: %w", err)
 	}
 	opts := Options{Sync: SyncNormal, BusyTimeout: 5 * time.Second}
-	db, err := sql.Open("sqlite3", dsn(src, opts, true))
+	// Not a query-only connection: VACUUM INTO writes the copy through it.
+	db, err := sql.Open("sqlite3", dsn(src, opts, false))
 	if err != nil {
 		return err
 	}
@@ -38,6 +39,8 @@ func Backup(ctx context.Context, src, dst string) error {
 	}
 	defer cp.Close()
 	if _, err := cp.ExecContext(ctx, `UPDATE meta SET value = ? WHERE key = 'epoch'`, randomHex(12)); err != nil {
+		cp.Close()
+		os.Remove(dst) // a copy with the old epoch would replay wrongly after a restore
 		return fmt.Errorf("backup: new epoch: %w", err)
 	}
 	return nil

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -83,6 +84,19 @@ func (tx *Tx) apply(d Delivery) (Outcome, error) {
 	default:
 		return OutcomeIgnored, nil
 	}
+	if d.Meeting.HostID != "" {
+		gone, err := tx.deauthorized(d.Meeting.HostID)
+		if err != nil {
+			return "", err
+		}
+		if gone {
+			// Their own events are ignored; others' keep no trace of them.
+			if d.Kind == KindStart || d.Participant == d.Meeting.HostID {
+				return OutcomeIgnored, nil
+			}
+			d.Meeting.HostID = ""
+		}
+	}
 	return OutcomeAccepted, tx.applyMeeting(d)
 }
 
@@ -134,6 +148,9 @@ func (tx *Tx) applyMeeting(d Delivery) error {
 
 // hostStarted makes a freshly live meeting live for its host.
 func (tx *Tx) hostStarted(m *meetingRow, d Delivery) error {
+	if m.HostID == "" {
+		return nil // a deauthorized host's meeting, live for participants only
+	}
 	ok, err := tx.ensureUser(m.HostID)
 	if err != nil || !ok {
 		return err // a deauthorized host: their events are ignored
@@ -267,6 +284,18 @@ func (tx *Tx) forgetUser(id string) error {
 		if _, err := tx.exec(q, args...); err != nil {
 			return fmt.Errorf("forget user: %w", err)
 		}
+	}
+	// Others' logs name them as the host of a meeting they shared: as the
+	// meetings row above, those frames keep the meeting but not the host.
+	quoted, err := json.Marshal(id)
+	if err != nil {
+		return err
+	}
+	field := `"host_id":` + string(quoted)
+	like := "%" + strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(field) + "%"
+	if _, err := tx.exec(`UPDATE events SET data = replace(data, ?, '"host_id":""') WHERE data LIKE ? ESCAPE '\'`,
+		field, like); err != nil {
+		return fmt.Errorf("forget user: %w", err)
 	}
 	return nil
 }

@@ -86,16 +86,27 @@ func (tx *Tx) ensureUser(id string) (bool, error) {
 	if ok, err := tx.userExists(id); ok || err != nil {
 		return ok, err
 	}
+	if gone, err := tx.deauthorized(id); gone || err != nil {
+		return false, err
+	}
+	return true, tx.createUser(id)
+}
+
+// deauthorized reports whether id deauthorized the app and has not come back.
+func (tx *Tx) deauthorized(id string) (bool, error) {
+	if ok, err := tx.userExists(id); ok || err != nil {
+		return false, err
+	}
 	var n int
 	err := tx.queryRow(`SELECT 1 FROM deauthorizations WHERE user_hash = ? AND returned_at < deauthorized_at`,
 		tx.s.hash("user", id)).Scan(&n)
 	switch {
 	case err == nil:
-		return false, nil
+		return true, nil
 	case err != sql.ErrNoRows:
 		return false, fmt.Errorf("load deauthorization: %w", err)
 	}
-	return true, tx.createUser(id)
+	return false, nil
 }
 
 func (tx *Tx) createUser(id string) error {
