@@ -16,12 +16,14 @@ type userKey struct{}
 func (s *Server) authed(next http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.cors(w, r)
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || tok == "" {
+		// A 401 names the scheme it wants (RFC 9110 §11.6.1).
+		w.Header().Set("WWW-Authenticate", `Bearer realm="onair"`)
+		tok := bearerToken(r.Header.Get("Authorization"))
+		if tok == "" {
 			writeError(w, http.StatusUnauthorized, "unauthorized", "missing credentials: send Authorization: Bearer <connection token>")
 			return
 		}
-		claims, err := s.verifyToken(strings.TrimSpace(tok))
+		claims, err := s.verifyToken(tok)
 		if err != nil {
 			writeError(w, http.StatusUnauthorized, "unauthorized", "invalid or expired token")
 			return
@@ -34,8 +36,19 @@ func (s *Server) authed(next http.HandlerFunc) http.Handler {
 			s.internalError(w, "admit user", err)
 			return
 		}
+		w.Header().Del("WWW-Authenticate")
 		next(w, r.WithContext(context.WithValue(r.Context(), userKey{}, claims.user)))
 	})
+}
+
+// bearerToken returns the token of an "Authorization: Bearer" header, or "".
+// The scheme is case-insensitive (RFC 9110 §11.1).
+func bearerToken(h string) string {
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(h), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return ""
+	}
+	return strings.TrimSpace(tok)
 }
 
 func requestUser(r *http.Request) string { return r.Context().Value(userKey{}).(string) }

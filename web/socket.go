@@ -45,6 +45,11 @@ type tab struct {
 
 	closeOnce sync.Once
 	reason    string // disconnect reason for metrics; set once by closeOnce
+
+	// writeDeadline is when the write in progress times out (Unix ns; 0
+	// when none is): once it has passed, the library has closed the
+	// connection, and the reader must not record the client as the one who left.
+	writeDeadline atomic.Int64
 }
 
 func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
@@ -229,17 +234,18 @@ func (t *tab) flush() {
 // write writes one frame under the write timeout; on failure the connection
 // is gone (a slow consumer's reason wins over "client").
 func (t *tab) write(frame []byte, typ string) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), t.srv.cfg.WriteTimeout)
+	deadline := time.Now().Add(t.srv.cfg.WriteTimeout)
+	t.writeDeadline.Store(deadline.UnixNano())
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	err := t.conn.Write(ctx, websocket.MessageText, frame)
 	cancel()
 	if err != nil {
-		if t.sub != nil && t.sub.Reason() != hub.ReasonNone {
-			t.closeFor(t.sub.Reason())
-		} else {
+		if !t.closeDropped() {
 			t.close(websocket.StatusGoingAway, "write failed", "client")
 		}
 		return false
 	}
+	t.writeDeadline.Store(0)
 	t.srv.metrics.wsSent.WithLabelValues(typ).Inc()
 	return true
 }
@@ -257,9 +263,31 @@ func (t *tab) closeFor(r hub.Reason) {
 	}
 }
 
-// readFailed classifies why reading ended: a frame over the limit was closed
-// with 1009 by the library; anything else means the client went away.
+// closeDropped closes the tab for the reason it was dropped by the hub, or
+// as a slow consumer when a write timed out; false when neither happened.
+// Both the writer and the reader see the connection fail then, and whichever
+// notices first must record the same reason.
+func (t *tab) closeDropped() bool {
+	if t.sub != nil {
+		if r := t.sub.Reason(); r != hub.ReasonNone {
+			t.closeFor(r)
+			return true
+		}
+	}
+	if d := t.writeDeadline.Load(); d != 0 && time.Now().UnixNano() >= d {
+		t.closeFor(hub.ReasonSlow)
+		return true
+	}
+	return false
+}
+
+// readFailed classifies why reading ended: a drop or a write timeout closed
+// the connection; a frame over the limit was closed with 1009 by the
+// library; anything else means the client went away.
 func (t *tab) readFailed(err error) {
+	if t.closeDropped() {
+		return
+	}
 	reason := "client"
 	if errors.Is(err, websocket.ErrMessageTooBig) {
 		reason = "protocol"
