@@ -122,8 +122,14 @@ func delivery(ev *zoom.Event, body []byte, received time.Time) store.Delivery {
 		if d.Kind == store.KindLeave {
 			d.ParticipantAt = zoom.ParseTime(p.LeaveTime)
 		}
-		if d.ParticipantAt.IsZero() {
+		switch {
+		case d.ParticipantAt.IsZero():
 			d.ParticipantAt = at
+		case !ev.TS.IsZero() && d.ParticipantAt.Equal(d.ParticipantAt.Truncate(time.Second)):
+			// join_time and leave_time have whole seconds, and a reconnect
+			// leaves and rejoins within one: event_ts (milliseconds) orders
+			// them inside that second.
+			d.ParticipantAt = d.ParticipantAt.Add(min(max(ev.TS.Sub(d.ParticipantAt), 0), time.Second-time.Millisecond))
 		}
 	}
 	d.Meeting = store.MeetingInfo{

@@ -182,12 +182,24 @@ func timestamp(raw json.RawMessage) (string, time.Time) {
 	return s, ParseTime(s)
 }
 
+// Milliseconds since the epoch of 0001-01-01T00:00:00Z and
+// 9999-12-31T23:59:59.999Z: RFC 3339, which every answer and frame uses,
+// writes four-digit years, so a number outside them reads as no time.
+const minMS, maxMS = -62135596800000, 253402300799999
+
 // ParseTime reads the time formats Zoom uses; zero when it cannot.
 func ParseTime(s string) time.Time {
 	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
+		if ms < minMS || ms > maxMS {
+			return time.Time{}
+		}
 		return time.UnixMilli(ms).UTC()
 	}
+	// ParseFloat also takes "NaN" and "Inf": the range check refuses them.
 	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		if !(f >= minMS && f <= maxMS) {
+			return time.Time{}
+		}
 		return time.UnixMilli(int64(f)).UTC()
 	}
 	s = strings.TrimSpace(s)

@@ -42,6 +42,11 @@ func CheckTimestamp(ts string, now time.Time, maxSkew time.Duration) error {
 	if ts == "" || len(ts) > 12 {
 		return ErrBadTimestamp
 	}
+	for i := 0; i < len(ts); i++ {
+		if ts[i] < '0' || ts[i] > '9' { // ParseInt alone would take "+1764856000"
+			return ErrBadTimestamp
+		}
+	}
 	sec, err := strconv.ParseInt(ts, 10, 64)
 	if err != nil || sec <= 0 {
 		return ErrBadTimestamp
@@ -61,8 +66,8 @@ func Verify(secrets [][]byte, ts string, body []byte, signature string) ([]byte,
 		return nil, ErrBadSignature
 	}
 	got, err := hex.DecodeString(signature[len(prefix):])
-	if err != nil {
-		return nil, ErrBadSignature
+	if err != nil || hex.EncodeToString(got) != signature[len(prefix):] {
+		return nil, ErrBadSignature // not hex, or not lowercase hex
 	}
 	var match []byte
 	for _, s := range secrets {
