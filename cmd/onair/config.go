@@ -200,13 +200,18 @@ func (so *serveOptions) validate(o *options) (*config, error) {
 	return c, nil
 }
 
-// parseOrigin checks an http(s) URL and returns its origin, lower-cased.
+// parseOrigin checks an http(s) URL and returns its origin as browsers send
+// it: lower-cased, without the scheme's default port.
 func parseOrigin(raw string) (string, error) {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return "", fmt.Errorf("%q is not an http(s) URL", raw)
 	}
-	return strings.ToLower(u.Scheme + "://" + u.Host), nil
+	host := strings.ToLower(u.Host)
+	if port := u.Port(); (u.Scheme == "http" && port == "80") || (u.Scheme == "https" && port == "443") {
+		host = strings.TrimSuffix(host, ":"+port)
+	}
+	return strings.ToLower(u.Scheme) + "://" + host, nil
 }
 
 func loopback(host string) bool {

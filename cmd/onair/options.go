@@ -134,11 +134,14 @@ func (sp *optSpec) list() []string {
 	return out
 }
 
-// secrets is list() as raw bytes: a secret is the bytes of its text.
+// secrets splits a comma-separated list of secrets. A secret is the raw
+// bytes of its text: nothing is trimmed, only empty items are dropped.
 func (sp *optSpec) secrets() [][]byte {
 	var out [][]byte
-	for _, s := range sp.list() {
-		out = append(out, []byte(s))
+	for _, s := range strings.Split(sp.value, ",") {
+		if s != "" {
+			out = append(out, []byte(s))
+		}
 	}
 	return out
 }

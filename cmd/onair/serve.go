@@ -58,15 +58,18 @@ func runServe(ctx context.Context, o *options, args []string, stdout, stderr io.
 		}
 	}
 
+	// Start-up runs to its end even when a signal comes meanwhile: the stop
+	// then begins as soon as the server runs (a canceled Open is no failure).
+	startCtx := context.WithoutCancel(ctx)
 	h := hub.New(hub.Options{MaxTabs: cfg.MaxTabs})
-	st, err := store.Open(ctx, store.Options{Path: cfg.DB, Sync: store.Sync(cfg.DBSync), OnCommit: web.Publish(h)})
+	st, err := store.Open(startCtx, store.Options{Path: cfg.DB, Sync: store.Sync(cfg.DBSync), OnCommit: web.Publish(h)})
 	if err != nil {
 		return fmt.Errorf("open database %s: %w", cfg.DB, err)
 	}
 	defer st.Close()
 
 	if cfg.Dev {
-		if err := devSecrets(ctx, st, cfg, stdout); err != nil {
+		if err := devSecrets(startCtx, st, cfg, stdout); err != nil {
 			return err
 		}
 	}
@@ -113,8 +116,12 @@ func runServe(ctx context.Context, o *options, args []string, stdout, stderr io.
 		go func() { serveErr <- metricsSrv.Serve(metricsLn) }()
 	}
 	srv.SetReady()
+	metricsAddr := "" // empty: /metrics is on the public listener
+	if metricsLn != nil {
+		metricsAddr = metricsLn.Addr().String() // the bound address, so :0 can be found
+	}
 	log.Info("onair listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL,
-		"metrics_addr", cfg.MetricsAddr, "db", cfg.DB, "dev", cfg.Dev)
+		"metrics_addr", metricsAddr, "db", cfg.DB, "dev", cfg.Dev)
 
 	select {
 	case <-ctx.Done():

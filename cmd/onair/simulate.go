@@ -142,7 +142,7 @@ func runSimulate(ctx context.Context, o *options, args []string, stdout, stderr 
 	if err != nil {
 		return err
 	}
-	if kind == "started" {
+	if kind == "started" && status[0] == '2' { // a refused start is not the user's last meeting
 		if err := saveSimulated(memPath, mem); err != nil {
 			fmt.Fprintf(stderr, "onair: could not remember the meeting: %v\n", err)
 		}
