@@ -82,16 +82,8 @@ func (t *tab) serve() {
 	timer := time.AfterFunc(s.cfg.HelloTimeout, func() {
 		t.close(closeHelloTimeout, "no hello within 10 s", "hello_timeout")
 	})
-	typ, data, err := t.conn.Read(ctx)
-	if !timer.Stop() {
-		return
-	}
-	if err != nil {
-		t.readFailed(err)
-		return
-	}
-	if typ != websocket.MessageText {
-		t.close(websocket.StatusUnsupportedData, "binary frames are not supported", "protocol")
+	data, ok := t.readText(ctx)
+	if !timer.Stop() || !ok {
 		return
 	}
 	var hello helloFrame
@@ -133,17 +125,26 @@ func (t *tab) serve() {
 	s.metrics.wsConnections.Inc()
 	defer s.metrics.wsConnections.Dec()
 	for {
-		typ, _, err := t.conn.Read(ctx)
-		if err != nil {
-			t.readFailed(err)
-			return
-		}
-		if typ != websocket.MessageText {
-			t.close(websocket.StatusUnsupportedData, "binary frames are not supported", "protocol")
-			return
-		}
 		// Text frames after the hello carry nothing onair acts on.
+		if _, ok := t.readText(ctx); !ok {
+			return
+		}
 	}
+}
+
+// readText reads the next frame; false when the tab is over: the read
+// failed, or the frame was binary (closed with 1003).
+func (t *tab) readText(ctx context.Context) ([]byte, bool) {
+	typ, data, err := t.conn.Read(ctx)
+	if err != nil {
+		t.readFailed(err)
+		return nil, false
+	}
+	if typ != websocket.MessageText {
+		t.close(websocket.StatusUnsupportedData, "binary frames are not supported", "protocol")
+		return nil, false
+	}
+	return data, true
 }
 
 // welcome subscribes, then reads the snapshot or the missed events, and
