@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -15,16 +16,17 @@ type Committed struct {
 	Deauthorized []string // users whose open sockets must be closed
 }
 
-// Tx is a write transaction shared by a batch of writes; each write runs
-// inside its own savepoint, so one failing write leaves the others intact.
+// Tx is a write transaction shared by a batch of writes.
 type Tx struct {
 	s   *Store
 	tx  *sql.Tx
 	ctx context.Context
 	now time.Time
 	out Committed
-	// stmts holds this transaction's handles of the store's prepared statements.
+	// stmts holds the statements prepared in this transaction.
 	stmts map[string]*sql.Stmt
+	// known caches which users exist, for this transaction only.
+	known map[string]bool
 }
 
 // stmt prepares a statement once per transaction: a batch runs the same
@@ -163,49 +165,57 @@ func (w *writer) commit(batch []*op) {
 	if len(live) == 0 {
 		return
 	}
-	fail := func(err error) {
+	errs, err := w.apply(live, true)
+	if err == errIsolate {
+		// One write failed: the batch was rolled back, and each write now
+		// commits (or fails) alone, so one bad write never sinks the others.
 		for _, o := range live {
+			errs, err := w.apply([]*op{o}, false)
+			if err == nil {
+				err = errs[0]
+			}
 			o.err <- err
 		}
+		return
 	}
+	for i, o := range live {
+		if err != nil {
+			o.err <- err
+		} else {
+			o.err <- errs[i]
+		}
+	}
+}
+
+// errIsolate says a write of a batch failed and the batch was rolled back.
+var errIsolate = errors.New("a write of the batch failed")
+
+// apply runs the writes in one transaction and commits it, then hands what
+// it committed to OnCommit. Writes share the transaction without
+// savepoints (a savepoint per write costs as much as the write): when one
+// fails and isolate is set, apply rolls back and returns errIsolate.
+func (w *writer) apply(ops []*op, isolate bool) ([]error, error) {
 	ctx := context.Background() // one caller's deadline must not abort the others' writes
 	sqlTx, err := w.s.db.BeginTx(ctx, nil)
 	if err != nil {
-		fail(fmt.Errorf("begin: %w", err))
-		return
+		return nil, fmt.Errorf("begin: %w", err)
 	}
-	tx := &Tx{s: w.s, tx: sqlTx, ctx: ctx, now: w.s.opts.Now(), stmts: make(map[string]*sql.Stmt)}
-	errs := make([]error, len(live))
-	for i, o := range live {
-		ne, nd := len(tx.out.Entries), len(tx.out.Deauthorized)
-		if _, err := sqlTx.ExecContext(ctx, `SAVEPOINT op`); err != nil {
+	tx := &Tx{s: w.s, tx: sqlTx, ctx: ctx, now: w.s.opts.Now(), stmts: make(map[string]*sql.Stmt), known: map[string]bool{}}
+	errs := make([]error, len(ops))
+	for i, o := range ops {
+		if errs[i] = o.fn(tx); errs[i] != nil {
 			sqlTx.Rollback()
-			fail(fmt.Errorf("savepoint: %w", err))
-			return
-		}
-		errs[i] = o.fn(tx)
-		if errs[i] != nil {
-			tx.out.Entries, tx.out.Deauthorized = tx.out.Entries[:ne], tx.out.Deauthorized[:nd]
-			if _, err := sqlTx.ExecContext(ctx, `ROLLBACK TO op`); err != nil {
-				sqlTx.Rollback()
-				fail(fmt.Errorf("rollback to savepoint: %w", err))
-				return
+			if isolate {
+				return nil, errIsolate
 			}
-		}
-		if _, err := sqlTx.ExecContext(ctx, `RELEASE op`); err != nil {
-			sqlTx.Rollback()
-			fail(fmt.Errorf("release savepoint: %w", err))
-			return
+			return errs, nil
 		}
 	}
 	if err := sqlTx.Commit(); err != nil {
 		sqlTx.Rollback()
-		fail(fmt.Errorf("commit: %w", err))
-		return
+		return nil, fmt.Errorf("commit: %w", err)
 	}
 	// Publish before answering: a client told "200" may already be listening.
 	w.s.opts.OnCommit(tx.out)
-	for i, o := range live {
-		o.err <- errs[i]
-	}
+	return errs, nil
 }

@@ -268,6 +268,7 @@ func (tx *Tx) deauthorize(d Delivery) (Outcome, error) {
 // forgetUser deletes the user's own data: the statements are listed in the
 // order foreign keys need.
 func (tx *Tx) forgetUser(id string) error {
+	tx.known[id] = false
 	for _, q := range []string{
 		`DELETE FROM events WHERE user_id = ?`,
 		// Meetings only they were part of.

@@ -16,9 +16,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
-	_ "github.com/mattn/go-sqlite3" // registers "sqlite3"
+	_ "github.com/mattn/go-sqlite3" // registers "sqlite3"; checkpoint.go registers the writer's
 )
 
 // Errors with a meaning callers act on.
@@ -60,6 +61,11 @@ type Store struct {
 	epoch   string
 	hashKey []byte
 	w       *writer
+	// ckpt is the checkpointer's connection (see checkpoint.go).
+	ckpt               *sql.DB
+	ckptStop, ckptDone chan struct{}
+	closeOnce          sync.Once
+	closeErr           error
 }
 
 // Open opens (creating if needed) the database, migrates it and starts the writer.
@@ -90,7 +96,8 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("create database folder: %w", err)
 		}
 	}
-	db, err := sql.Open("sqlite3", dsn(opts.Path, opts, false))
+	// The writer's journal mode is set by its driver, after the page size.
+	db, err := sql.Open(writerDriver, strings.Replace(dsn(opts.Path, opts, false), "_journal_mode=WAL&", "", 1))
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +116,16 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	s.read.SetMaxOpenConns(8)
 	s.read.SetMaxIdleConns(8)
+	s.ckpt, err = sql.Open("sqlite3", dsn(opts.Path, opts, false))
+	if err != nil {
+		s.read.Close()
+		db.Close()
+		return nil, err
+	}
+	s.ckpt.SetMaxOpenConns(1)
 	s.w = newWriter(s)
+	s.ckptStop, s.ckptDone = make(chan struct{}), make(chan struct{})
+	go s.checkpointer(s.ckpt, s.ckptStop, s.ckptDone)
 	return s, nil
 }
 
@@ -198,13 +214,16 @@ func LookupSecret(ctx context.Context, path, name string) (string, error) {
 func (s *Store) Epoch() string { return s.epoch }
 
 // Close stops the writer (pending writes fail with ErrClosed) and closes the database.
+// Closing twice is harmless.
 func (s *Store) Close() error {
-	s.w.close()
-	err := s.read.Close()
-	if err2 := s.db.Close(); err == nil {
-		err = err2
-	}
-	return err
+	s.closeOnce.Do(func() {
+		s.w.close()
+		close(s.ckptStop)
+		<-s.ckptDone
+		s.ckpt.Close()
+		s.closeErr = errors.Join(s.read.Close(), s.db.Close())
+	})
+	return s.closeErr
 }
 
 // Ping reports whether the database takes a write now.

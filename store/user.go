@@ -72,12 +72,20 @@ func issuedAfter(issuedAt time.Time, deauthMS int64) bool {
 }
 
 func (tx *Tx) userExists(id string) (bool, error) {
+	if ok, cached := tx.known[id]; cached {
+		return ok, nil
+	}
 	var n int
 	err := tx.queryRow(`SELECT 1 FROM users WHERE id = ?`, id).Scan(&n)
 	if err == sql.ErrNoRows {
+		tx.known[id] = false
 		return false, nil
 	}
-	return err == nil, err
+	if err != nil {
+		return false, err
+	}
+	tx.known[id] = true
+	return true, nil
 }
 
 // ensureUser makes a host known; false when they are deauthorized (a user
@@ -115,5 +123,6 @@ func (tx *Tx) createUser(id string) error {
 	if err != nil {
 		return fmt.Errorf("create user: %w", err)
 	}
+	tx.known[id] = true
 	return nil
 }

@@ -1,0 +1,63 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+// A write that fails must not sink the writes batched with it: the batch
+// is rolled back and each write is committed alone.
+func TestWriterIsolatesFailedWrite(t *testing.T) {
+	var mu sync.Mutex
+	var committed []Entry
+	s, err := Open(context.Background(), Options{Path: filepath.Join(t.TempDir(), "onair.db"), OnCommit: func(c Committed) {
+		mu.Lock()
+		committed = append(committed, c.Entries...)
+		mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	boom := errors.New("boom")
+	const n = 40
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.w.do(context.Background(), func(tx *Tx) error {
+				user := "u" + string(rune('A'+i%26)) + string(rune('a'+i/26))
+				if err := tx.createUser(user); err != nil {
+					return err
+				}
+				if i%10 == 3 {
+					return boom // after writing: its user must not be committed
+				}
+				return tx.emit(user, TypeMeetingStarted, Meeting{UUID: user}, Delivery{})
+			})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if want := i%10 == 3; (err != nil) != want || (want && !errors.Is(err, boom)) {
+			t.Errorf("write %d: got %v, want failure %v", i, err, want)
+		}
+	}
+	var users int
+	if err := s.read.QueryRow(`SELECT COUNT(*) FROM users`).Scan(&users); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := users, n-n/10; got != want {
+		t.Errorf("users committed: got %d, want %d", got, want)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got, want := len(committed), n-n/10; got != want {
+		t.Errorf("entries published: got %d, want %d", got, want)
+	}
+}
