@@ -86,7 +86,11 @@ func (b *bench) start(ctx context.Context, addr string) error {
 	}()
 	select {
 	case b.addr = <-listening:
-		b.base = "http://" + b.addr
+		// A restart listens on the same address while the storm's tabs
+		// read b.base to reconnect: write it only when it changes.
+		if base := "http://" + b.addr; b.base != base {
+			b.base = base
+		}
 		return nil
 	case <-time.After(15 * time.Second):
 		cmd.Process.Kill()
