@@ -25,19 +25,31 @@ type Tx struct {
 	out Committed
 	// stmts holds the statements prepared in this transaction.
 	stmts map[string]*sql.Stmt
+	// fresh lists queries first prepared in this transaction.
+	fresh []string
 	// known caches which users exist, for this transaction only.
 	known map[string]bool
 }
 
-// stmt prepares a statement once per transaction: a batch runs the same
-// few statements hundreds of times.
+// stmt returns the statement for query in this transaction. Statements
+// live on the writer's connection across transactions: preparing costs as
+// much as running, and a lone webhook's transaction would pay it for each
+// of its statements. A query seen for the first time is prepared in the
+// transaction, and on the connection once the transaction is over (the
+// writer's only connection is busy until then).
 func (tx *Tx) stmt(query string) (*sql.Stmt, error) {
 	if st, ok := tx.stmts[query]; ok {
 		return st, nil
 	}
-	st, err := tx.tx.PrepareContext(tx.ctx, query)
-	if err != nil {
-		return nil, fmt.Errorf("prepare: %w", err)
+	var st *sql.Stmt
+	if kept, ok := tx.s.w.stmts[query]; ok {
+		st = tx.tx.StmtContext(tx.ctx, kept)
+	} else {
+		var err error
+		if st, err = tx.tx.PrepareContext(tx.ctx, query); err != nil {
+			return nil, fmt.Errorf("prepare: %w", err)
+		}
+		tx.fresh = append(tx.fresh, query)
 	}
 	tx.stmts[query] = st
 	return st, nil
@@ -72,11 +84,14 @@ func (tx *Tx) query(query string, args ...any) (*sql.Rows, error) {
 // applies them all in one transaction and commits once. Under load, a commit
 // serves hundreds of webhooks; when idle, a write commits at once.
 type writer struct {
-	s    *Store
-	ops  chan *op
-	quit chan struct{}
-	done chan struct{}
-	once sync.Once
+	s *Store
+	// stmts are the statements kept prepared on the writer's connection;
+	// only the writer goroutine uses them.
+	stmts map[string]*sql.Stmt
+	ops   chan *op
+	quit  chan struct{}
+	done  chan struct{}
+	once  sync.Once
 }
 
 type op struct {
@@ -86,7 +101,7 @@ type op struct {
 }
 
 func newWriter(s *Store) *writer {
-	w := &writer{s: s, ops: make(chan *op, s.opts.MaxBatch), quit: make(chan struct{}), done: make(chan struct{})}
+	w := &writer{s: s, stmts: map[string]*sql.Stmt{}, ops: make(chan *op, s.opts.MaxBatch), quit: make(chan struct{}), done: make(chan struct{})}
 	go w.run()
 	return w
 }
@@ -217,5 +232,19 @@ func (w *writer) apply(ops []*op, isolate bool) ([]error, error) {
 	}
 	// Publish before answering: a client told "200" may already be listening.
 	w.s.opts.OnCommit(tx.out)
+	w.keep(tx.fresh)
 	return errs, nil
+}
+
+// keep prepares queries on the writer's connection, now free, for the
+// transactions to come. A failure only means they are prepared again.
+func (w *writer) keep(queries []string) {
+	for _, q := range queries {
+		if _, ok := w.stmts[q]; ok {
+			continue
+		}
+		if st, err := w.s.db.Prepare(q); err == nil {
+			w.stmts[q] = st
+		}
+	}
 }
