@@ -8,23 +8,25 @@ import (
 	"github.com/coder/websocket"
 )
 
-// pingSlots spreads pings over the interval: one shared ticker visits one
-// slot per tick, so no tab has a timer of its own and pings never come in
-// one burst.
-const pingSlots = 25
+// pingTick is how often the shared ping ticker visits its next slot of
+// tabs. Pings spread over the interval this finely: 10,000 tabs pinged in
+// one burst every second cost the frames queued behind them milliseconds.
+const pingTick = 20 * time.Millisecond
 
-// tabSet holds every open tab, in slots for pinging.
+// tabSet holds every open tab, in slots for pinging: no tab has a timer
+// of its own.
 type tabSet struct {
-	srv      *Server
-	interval time.Duration
-	mu       sync.Mutex
-	slots    [pingSlots]map[*tab]struct{}
-	next     int
-	closed   bool
+	srv    *Server
+	tick   time.Duration
+	mu     sync.Mutex
+	slots  []map[*tab]struct{}
+	next   int
+	closed bool
 }
 
 func newTabSet(s *Server, interval time.Duration) *tabSet {
-	ts := &tabSet{srv: s, interval: interval}
+	n := max(1, int(interval/pingTick))
+	ts := &tabSet{srv: s, tick: interval / time.Duration(n), slots: make([]map[*tab]struct{}, n)}
 	for i := range ts.slots {
 		ts.slots[i] = make(map[*tab]struct{})
 	}
@@ -39,7 +41,7 @@ func (ts *tabSet) add(t *tab) bool {
 		return false
 	}
 	t.slot = ts.next
-	ts.next = (ts.next + 1) % pingSlots
+	ts.next = (ts.next + 1) % len(ts.slots)
 	ts.slots[t.slot][t] = struct{}{}
 	return true
 }
@@ -52,9 +54,9 @@ func (ts *tabSet) remove(t *tab) {
 
 // run pings one slot per tick until ctx ends: every tab once per interval.
 func (ts *tabSet) run(ctx context.Context) {
-	tick := time.NewTicker(ts.interval / pingSlots)
+	tick := time.NewTicker(ts.tick)
 	defer tick.Stop()
-	for slot := 0; ; slot = (slot + 1) % pingSlots {
+	for slot := 0; ; slot = (slot + 1) % len(ts.slots) {
 		select {
 		case <-ctx.Done():
 			return
