@@ -2,7 +2,7 @@
 // only (signed webhooks, connection tokens, WebSocket frames), the way Zoom
 // and browsers do, and reports what it measured as a table and a JSON line.
 //
-//	onair-bench [flags] ingest|push|idle|storm|slow
+//	onair-bench [flags] ingest|push|idle|storm|slow|soak
 //
 // With --server PATH it starts (and for storm, restarts) onair itself on a
 // fresh database; with --url it drives a server that is already running.
@@ -72,7 +72,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&c.hold, "hold", time.Minute, "how long idle tabs are held (idle)")
 	fs.StringVar(&c.dbSync, "db-sync", "normal", "ONAIR_DB_SYNC for a server started with --server")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: onair-bench [flags] ingest|push|idle|storm|slow")
+		fmt.Fprintln(stderr, "usage: onair-bench [flags] ingest|push|idle|storm|slow|soak")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -92,7 +92,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stderr, "onair-bench: open files: %s\n", raiseFileLimit(c.tabs))
 
 	scenarios := map[string]func(context.Context, *bench) (*report, error){
-		"ingest": runIngest, "push": runPush, "idle": runIdle, "storm": runStorm, "slow": runSlow,
+		"ingest": runIngest, "push": runPush, "idle": runIdle, "storm": runStorm, "slow": runSlow, "soak": runSoak,
 	}
 	fn, ok := scenarios[c.scenario]
 	if !ok {
