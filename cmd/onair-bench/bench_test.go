@@ -149,5 +149,5 @@ func TestStorm(t *testing.T) {
 func TestSlow(t *testing.T) {
 	rep := runScenario(t, "-n", "200", "-u", "100", "-m", "5", "-r", "200", "-d", "2s", "slow")
 	positive(t, rep, "frames_received")
-	want(t, rep, "stuck_tabs", 5)
+	want(t, rep, "hot_tabs", 5)
 }

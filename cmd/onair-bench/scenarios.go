@@ -113,6 +113,7 @@ func (b *bench) verifyLive(ctx context.Context, acked [][]ack) (int, error) {
 // accepted webhook makes exactly one frame per tab of its user.
 type driver struct {
 	b        *bench
+	name     func(int) string // user i's id
 	users    int
 	tabsOf   []int // healthy tabs per user
 	uuids    []string
@@ -125,7 +126,7 @@ type driver struct {
 }
 
 func newDriver(b *bench, users int, tabs []*tab) *driver {
-	d := &driver{b: b, users: users, tabsOf: make([]int, users), uuids: make([]string, users),
+	d := &driver{b: b, name: userID, users: users, tabsOf: make([]int, users), uuids: make([]string, users),
 		live: make([]bool, users), locks: make([]sync.Mutex, users)}
 	for i, t := range tabs {
 		if t != nil {
@@ -146,7 +147,7 @@ func (d *driver) one(ctx context.Context) {
 	} else {
 		d.uuids[u] = newUUID()
 	}
-	status, _, err := d.b.send(ctx, webhookBody(event, d.uuids[u], userID(u), time.Now()))
+	status, _, err := d.b.send(ctx, webhookBody(event, d.uuids[u], d.name(u), time.Now()))
 	d.sent.Add(1)
 	if err == nil && status == http.StatusOK {
 		d.live[u] = !d.live[u]
@@ -205,37 +206,65 @@ func sumTabs(tabs []*tab, f func(*tab) int64) int64 {
 	return n
 }
 
-// pushRun connects the tabs (and stuck ones), sends at the rate, and reports
-// webhook-to-frame latency as the tabs measured it.
-func pushRun(ctx context.Context, b *bench, name string, stuck int) (*report, error) {
+// hotTabsPerUser is how many of the slow scenario's extra tabs share a
+// user: every webhook for that user makes a frame for each of them.
+const hotTabsPerUser = 25
+
+// hotUser names the slow scenario's extra users.
+func hotUser(i int) string { return fmt.Sprintf("bench-hot-%04d", i) }
+
+// pushRun connects the tabs, sends at the rate, and reports webhook-to-frame
+// latency as the tabs measured it. With hot > 0, hot extra tabs (25 per
+// user) get a flood of 100 webhooks per second per user meanwhile; when
+// stuck, those tabs never read, so their buffers fill and onair must drop
+// them without slowing anyone else.
+func pushRun(ctx context.Context, b *bench, name string, hot int, stuck bool) (*report, error) {
 	r := newReport(name)
 	var lat samples
 	rss0 := b.rss()
+	drops0 := b.metric(`onair_ws_disconnects_total{reason="slow_consumer"}`)
 	tabs, err := b.connectTabs(ctx, b.cfg.tabs, b.cfg.users, lat.add)
 	defer closeTabs(tabs)
 	if err != nil {
 		return nil, err
 	}
 	rss1 := b.rss()
-	var stuckTabs []*tab
-	for i := range stuck {
-		t := &tab{b: b, user: userID(i % b.cfg.users)}
+	hotUsers := (hot + hotTabsPerUser - 1) / hotTabsPerUser
+	hotTabs := make([]*tab, hot)
+	for i := range hotTabs {
+		t := &tab{b: b, user: hotUser(i % max(1, hotUsers))}
 		if err := t.connect(ctx); err != nil {
-			return nil, fmt.Errorf("stuck tab: %w", err)
+			return nil, fmt.Errorf("hot tab: %w", err)
 		}
-		stuckTabs = append(stuckTabs, t) // never read: its buffers fill up
+		if !stuck {
+			go t.read()
+		}
+		hotTabs[i] = t
 	}
-	defer closeTabs(stuckTabs)
+	defer closeTabs(hotTabs)
+	flood := make(chan struct{})
+	if hotUsers > 0 {
+		fd := newDriver(b, hotUsers, hotTabs)
+		fd.name = hotUser
+		go func() {
+			defer close(flood)
+			fd.paced(ctx, 100*hotUsers, b.cfg.duration, 4)
+		}()
+	} else {
+		close(flood)
+	}
 	d := newDriver(b, b.cfg.users, tabs)
 	elapsed := d.paced(ctx, b.cfg.rate, b.cfg.duration, b.cfg.concurrency)
+	<-flood
 	got := waitFrames(tabs, d.expected.Load(), 10*time.Second)
 	rss2 := b.rss()
 
 	r.set("tabs", b.cfg.tabs)
 	r.set("users", b.cfg.users)
-	if stuck > 0 {
-		r.set("stuck_tabs", stuck)
-		r.set("slow_consumer_drops", b.metric(`onair_ws_disconnects_total{reason="slow_consumer"}`))
+	if hot > 0 {
+		r.set("hot_tabs", hot)
+		r.set("hot_tabs_stuck", stuck)
+		r.set("slow_consumer_drops", b.metric(`onair_ws_disconnects_total{reason="slow_consumer"}`)-drops0)
 	}
 	r.set("rate_target", b.cfg.rate)
 	r.set("rate_achieved", float64(d.sent.Load())/elapsed.Seconds())
@@ -262,16 +291,20 @@ func pushRun(ctx context.Context, b *bench, name string, stuck int) (*report, er
 	return r, nil
 }
 
-func runPush(ctx context.Context, b *bench) (*report, error) { return pushRun(ctx, b, "push", 0) }
+func runPush(ctx context.Context, b *bench) (*report, error) {
+	return pushRun(ctx, b, "push", 0, false)
+}
 
-// runSlow runs push twice in one session, without and with stuck tabs, so
-// the healthy tabs' p99 can be compared on the same machine state.
+// runSlow runs push twice in one session with the same load, including a
+// flood for --m extra tabs: first with those tabs reading, then with them
+// stuck. The healthy tabs' p99 must not move, and onair must drop the
+// stuck ones with its RSS bounded.
 func runSlow(ctx context.Context, b *bench) (*report, error) {
-	base, err := pushRun(ctx, b, "slow-baseline", 0)
+	base, err := pushRun(ctx, b, "slow-baseline", b.cfg.stuck, false)
 	if err != nil {
 		return nil, err
 	}
-	with, err := pushRun(ctx, b, "slow", b.cfg.stuck)
+	with, err := pushRun(ctx, b, "slow", b.cfg.stuck, true)
 	if err != nil {
 		return nil, err
 	}
