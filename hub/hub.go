@@ -72,7 +72,7 @@ type Subscription struct {
 	hub  *Hub
 	user string
 	tag  string
-	wake func()
+	wake func(Reason)
 
 	mu     sync.Mutex
 	queue  []Message
@@ -82,9 +82,10 @@ type Subscription struct {
 
 // Subscribe adds a subscription for user. wake is called, never under a
 // hub lock and never while the caller of Next could miss it, whenever the
-// subscription goes from empty to non-empty or is dropped. tag groups
+// subscription goes from empty to non-empty (with ReasonNone) or is dropped
+// (with the reason: a consumer blocked on a write must not wait for it). tag groups
 // subscriptions for DropTag (a session id, say).
-func (h *Hub) Subscribe(user, tag string, wake func()) (*Subscription, error) {
+func (h *Hub) Subscribe(user, tag string, wake func(Reason)) (*Subscription, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed != ReasonNone {
@@ -169,7 +170,7 @@ func (s *Subscription) push(m Message) {
 	if len(s.queue) >= s.hub.opts.MaxQueue || s.bytes+len(m.Frame) > s.hub.opts.MaxQueueBytes {
 		s.reason, s.queue, s.bytes = ReasonSlow, nil, 0
 		s.mu.Unlock()
-		s.wake()
+		s.wake(ReasonSlow)
 		return
 	}
 	s.queue = append(s.queue, m)
@@ -177,7 +178,7 @@ func (s *Subscription) push(m Message) {
 	first := len(s.queue) == 1
 	s.mu.Unlock()
 	if first {
-		s.wake()
+		s.wake(ReasonNone)
 	}
 }
 
@@ -189,7 +190,7 @@ func (s *Subscription) drop(r Reason) {
 	}
 	s.reason, s.queue, s.bytes = r, nil, 0
 	s.mu.Unlock()
-	s.wake()
+	s.wake(r)
 }
 
 // Next takes every queued message, or the reason the subscription was

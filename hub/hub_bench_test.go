@@ -19,7 +19,7 @@ var benchFrame = []byte(`{"type":"meeting.started","seq":42,"epoch":"3f9a1c2e7b4
 func benchSubscribe(b *testing.B, h *hub.Hub, user string) *hub.Subscription {
 	b.Helper()
 	var s *hub.Subscription
-	s, err := h.Subscribe(user, "", func() {
+	s, err := h.Subscribe(user, "", func(hub.Reason) {
 		if _, r := s.Next(); r != hub.ReasonNone {
 			b.Errorf("%s dropped: %v", user, r)
 		}

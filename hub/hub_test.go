@@ -20,7 +20,7 @@ type tab struct {
 	woken chan struct{} // one pending wake-up, as a socket's flusher would keep
 }
 
-func (tb *tab) wake() {
+func (tb *tab) wake(hub.Reason) {
 	tb.wakes.Add(1)
 	select {
 	case tb.woken <- struct{}{}:
@@ -166,7 +166,7 @@ func TestMaxTabs(t *testing.T) {
 	h := hub.New(hub.Options{MaxTabs: 2})
 	MustSubscribe(t, h, "alice", "")
 	second := MustSubscribe(t, h, "alice", "")
-	if _, err := h.Subscribe("alice", "", func() {}); !errors.Is(err, hub.ErrTooManyTabs) {
+	if _, err := h.Subscribe("alice", "", func(hub.Reason) {}); !errors.Is(err, hub.ErrTooManyTabs) {
 		t.Fatalf("third tab: got %v, want ErrTooManyTabs", err)
 	}
 	MustSubscribe(t, h, "bob", "") // another user has tabs of their own
@@ -280,10 +280,10 @@ func TestClose(t *testing.T) {
 	tb := MustSubscribe(t, h, "alice", "")
 	h.Close(hub.ReasonShutdown)
 	wantDropped(t, tb, hub.ReasonShutdown)
-	if _, err := h.Subscribe("alice", "", func() {}); !errors.Is(err, hub.ErrClosed) {
+	if _, err := h.Subscribe("alice", "", func(hub.Reason) {}); !errors.Is(err, hub.ErrClosed) {
 		t.Fatalf("subscribe after close: got %v, want ErrClosed", err)
 	}
-	if _, err := h.Subscribe("bob", "", func() {}); !errors.Is(err, hub.ErrClosed) {
+	if _, err := h.Subscribe("bob", "", func(hub.Reason) {}); !errors.Is(err, hub.ErrClosed) {
 		t.Fatalf("subscribe of a new user after close: got %v, want ErrClosed", err)
 	}
 	publish(h, "alice", 1) // does not panic, queues nothing
@@ -334,7 +334,7 @@ func TestWakeOutsideLocks(t *testing.T) {
 			var sub *hub.Subscription
 			var mu sync.Mutex
 			cancelled := make(chan struct{})
-			s, err := h.Subscribe("alice", "s", func() {
+			s, err := h.Subscribe("alice", "s", func(hub.Reason) {
 				mu.Lock()
 				defer mu.Unlock()
 				if sub.Reason() != hub.ReasonNone {
@@ -480,7 +480,7 @@ func TestChurn(t *testing.T) {
 		})
 		wg.Go(func() { // tabs opening and closing
 			for range rounds / 3 {
-				s, err := h.Subscribe(user, "churn", func() {})
+				s, err := h.Subscribe(user, "churn", func(hub.Reason) {})
 				if err != nil {
 					t.Errorf("subscribe: %v", err)
 					return

@@ -94,6 +94,12 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 // reads and writes bypass the buffer.
 const socketBuffer = 512
 
+// socketSendBuffer caps the kernel's send buffer of a socket. Left to
+// autotuning it grows to megabytes, so a tab that stops reading would
+// swallow thousands of frames, in kernel memory, before a write blocked and
+// its queue could overflow; frames are small and few, and this is plenty.
+const socketSendBuffer = 64 << 10
+
 // leanHijacker hands the WebSocket library small buffers instead of
 // net/http's two 4 KiB ones: at 15,000 idle tabs that is 100 MiB.
 type leanHijacker struct{ http.ResponseWriter }
@@ -102,6 +108,9 @@ func (h leanHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	conn, rw, err := http.NewResponseController(h.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		tc.SetWriteBuffer(socketSendBuffer)
 	}
 	// net/http has flushed the 101 response; what the client sent behind
 	// its handshake must stay buffered, first in line.
@@ -232,15 +241,19 @@ func (t *tab) welcome(ctx context.Context, since *store.Position) bool {
 	t.welcomed.Store(true)
 	t.flushing.Store(false)
 	if sub.Pending() {
-		t.wake()
+		t.wake(hub.ReasonNone)
 	}
 	return true
 }
 
-// wake starts a flush goroutine unless a writer is active.
-func (t *tab) wake() {
+// wake starts a flush goroutine unless a writer is active. A drop closes
+// the tab at once: the active writer may be blocked on a client that
+// stopped reading, until its write times out.
+func (t *tab) wake(r hub.Reason) {
 	if t.flushing.CompareAndSwap(false, true) {
 		go t.flush()
+	} else if r != hub.ReasonNone {
+		t.closeFor(r)
 	}
 }
 

@@ -8,12 +8,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -94,7 +96,21 @@ type tab struct {
 	welcomes  atomic.Int64
 	closed    chan struct{}
 	latency   func(time.Duration)
+	// tinyWindow gives the socket a 4 KiB receive buffer, as a client on a
+	// poor network has: a tab that stops reading then backs up at once
+	// instead of after the megabytes a loopback socket would absorb.
+	tinyWindow bool
 }
+
+var tinyWindowClient = &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{
+	Control: func(network, address string, c syscall.RawConn) error {
+		var err error
+		c.Control(func(fd uintptr) {
+			err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		})
+		return err
+	},
+}).DialContext}}
 
 type benchFrame struct {
 	Type    string `json:"type"`
@@ -110,7 +126,11 @@ type benchFrame struct {
 func (t *tab) connect(ctx context.Context) error {
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	conn, _, err := websocket.Dial(dctx, "ws"+strings.TrimPrefix(t.b.base, "http")+"/ws", nil)
+	var opts *websocket.DialOptions
+	if t.tinyWindow {
+		opts = &websocket.DialOptions{HTTPClient: tinyWindowClient}
+	}
+	conn, _, err := websocket.Dial(dctx, "ws"+strings.TrimPrefix(t.b.base, "http")+"/ws", opts)
 	if err != nil {
 		return err
 	}

@@ -232,7 +232,7 @@ func pushRun(ctx context.Context, b *bench, name string, hot int, stuck bool) (*
 	hotUsers := (hot + hotTabsPerUser - 1) / hotTabsPerUser
 	hotTabs := make([]*tab, hot)
 	for i := range hotTabs {
-		t := &tab{b: b, user: hotUser(i % max(1, hotUsers))}
+		t := &tab{b: b, user: hotUser(i % max(1, hotUsers)), tinyWindow: true}
 		if err := t.connect(ctx); err != nil {
 			return nil, fmt.Errorf("hot tab: %w", err)
 		}
