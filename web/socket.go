@@ -47,13 +47,14 @@ type tab struct {
 	welcomed atomic.Bool
 	last     int64 // seq of the last frame written; owned by whoever holds flushing
 
-	closeOnce sync.Once
-	reason    string // disconnect reason for metrics; set once by closeOnce
+	closeOnce sync.Once // the socket is closed, and its reason counted, once
 
 	// writeDeadline is when the write in progress times out (Unix ns; 0
 	// when none is): once it has passed, the library has closed the
 	// connection, and the reader must not record the client as the one who left.
 	writeDeadline atomic.Int64
+	// cancelWrite aborts the write in progress (nil when none is).
+	cancelWrite atomic.Pointer[context.CancelFunc]
 }
 
 func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
@@ -246,14 +247,24 @@ func (t *tab) welcome(ctx context.Context, since *store.Position) bool {
 	return true
 }
 
+// dropGrace is how long a dropped tab's writer may go on before its write
+// is aborted: long enough to finish a write and send the close frame to a
+// client that reads, short enough not to hold a stuck one.
+const dropGrace = time.Second
+
 // wake starts a flush goroutine unless a writer is active. A drop closes
 // the tab at once: the active writer may be blocked on a client that
-// stopped reading, until its write times out.
+// stopped reading, and would otherwise hold it until its write times out.
 func (t *tab) wake(r hub.Reason) {
 	if t.flushing.CompareAndSwap(false, true) {
 		go t.flush()
 	} else if r != hub.ReasonNone {
 		t.closeFor(r)
+		time.AfterFunc(dropGrace, func() {
+			if cancel := t.cancelWrite.Load(); cancel != nil {
+				(*cancel)()
+			}
+		})
 	}
 }
 
@@ -294,7 +305,9 @@ func (t *tab) write(frame []byte, typ string) bool {
 	deadline := time.Now().Add(t.srv.cfg.WriteTimeout)
 	t.writeDeadline.Store(deadline.UnixNano())
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	t.cancelWrite.Store(&cancel)
 	err := t.conn.Write(ctx, websocket.MessageText, frame)
+	t.cancelWrite.Store(nil)
 	cancel()
 	if err != nil {
 		if !t.closeDropped() {
@@ -355,7 +368,6 @@ func (t *tab) readFailed(err error) {
 // close closes the socket once, recording why.
 func (t *tab) close(code websocket.StatusCode, text, reason string) {
 	t.closeOnce.Do(func() {
-		t.reason = reason
 		t.srv.metrics.wsDisconnects.WithLabelValues(reason).Inc()
 		go t.conn.Close(code, text) // the close handshake may take seconds
 	})

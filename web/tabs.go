@@ -85,7 +85,6 @@ func (t *tab) ping() {
 	if err := t.conn.Ping(ctx); err != nil {
 		if ctx.Err() != nil {
 			t.closeOnce.Do(func() {
-				t.reason = "ping_timeout"
 				t.srv.metrics.wsDisconnects.WithLabelValues("ping_timeout").Inc()
 				t.conn.CloseNow() // it stopped answering: no handshake to wait for
 			})

@@ -50,6 +50,7 @@ func runStorm(ctx context.Context, b *bench) (*report, error) {
 	} else {
 		closeTabs(tabs)
 	}
+	ready := time.Since(start) // the server takes connections again
 	// Events while the tabs come back: they must arrive by resume or live.
 	senders := make(chan struct{})
 	go func() {
@@ -93,6 +94,7 @@ func runStorm(ctx context.Context, b *bench) (*report, error) {
 	if !last.IsZero() {
 		r.set("last_resumed_s", last.Sub(start).Seconds())
 	}
+	r.set("server_back_s", ready.Seconds())
 	r.set("welcomes_resumed", sumTabs(tabs, func(t *tab) int64 { return t.resumed.Load() }))
 	r.set("welcomes_fresh_snapshot", sumTabs(tabs, func(t *tab) int64 { return t.snapshots.Load() }))
 	r.set("frames_expected", d.expected.Load())
@@ -100,7 +102,9 @@ func runStorm(ctx context.Context, b *bench) (*report, error) {
 	r.set("gaps", sumTabs(tabs, func(t *tab) int64 { return t.gaps.Load() }))
 	r.set("duplicates", sumTabs(tabs, func(t *tab) int64 { return t.dups.Load() }))
 	r.check(back == len(tabs), "tabs that never came back")
-	r.check(got == d.expected.Load(), "frames lost")
+	// A webhook sent while the server stops may be committed and its answer
+	// lost (Zoom would retry it): its frame arrives though it was not counted.
+	r.check(got >= d.expected.Load(), "frames lost")
 	r.check(r.values["gaps"] == int64(0) && r.values["duplicates"] == int64(0), "gaps or duplicates")
 	r.check(r.values["welcomes_fresh_snapshot"] == int64(0), "tabs not resumed")
 	return r, nil
