@@ -6,44 +6,30 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"onair/internal/testbin"
 )
 
 // onairBin is the onair binary the scenarios start with --server, built
 // once by TestMain (with -race when the tests run with -race).
 var onairBin string
 
-// raceEnabled is set by race_test.go under -race.
-var raceEnabled bool
-
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "onair-bench-bin-")
+	bin, cleanup, err := testbin.Build("../onair")
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "temp dir: %v\n", err)
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	onairBin = filepath.Join(dir, "onair")
-	args := []string{"build", "-o", onairBin}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	build := exec.Command("go", append(args, "../onair")...)
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build onair: %v\n", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
+	onairBin = bin
 	// The tool starts onair with this process's environment: a -race onair
 	// would otherwise sleep 1 s at every exit (storm restarts it).
 	os.Setenv("GORACE", "atexit_sleep_ms=0")
 	code := m.Run()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"onair/internal/testbin"
 	"onair/zoom"
 )
 
@@ -28,29 +28,15 @@ import (
 // tests run with -race, so the server's own races are caught too).
 var onairBin string
 
-// raceEnabled is set by race_test.go under -race.
-var raceEnabled bool
-
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "onair-bin-")
+	bin, cleanup, err := testbin.Build(".")
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "temp dir: %v\n", err)
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	onairBin = filepath.Join(dir, "onair")
-	args := []string{"build", "-o", onairBin}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	build := exec.Command("go", append(args, ".")...)
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build onair: %v\n", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
+	onairBin = bin
 	code := m.Run()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 
