@@ -165,6 +165,7 @@ func (w *writer) run() {
 			}
 		}
 		w.commit(batch)
+		w.catchUpCheckpoint()
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "github.com/mattn/go-sqlite3" // registers "sqlite3"; checkpoint.go registers the writer's
@@ -64,6 +65,7 @@ type Store struct {
 	// ckpt is the checkpointer's connection (see checkpoint.go).
 	ckpt               *sql.DB
 	ckptStop, ckptDone chan struct{}
+	catchUp            atomic.Bool // the checkpointer asks the writer to help
 	closeOnce          sync.Once
 	closeErr           error
 }
