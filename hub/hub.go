@@ -117,6 +117,12 @@ func (h *Hub) Drop(user string, r Reason) {
 	h.dropWhere(user, func(*Subscription) bool { return true }, r)
 }
 
+// DropSessions drops user's subscriptions opened with any tag: the
+// signed-in browsers, not the host apps' token connections.
+func (h *Hub) DropSessions(user string, r Reason) {
+	h.dropWhere(user, func(s *Subscription) bool { return s.tag != "" }, r)
+}
+
 // DropTag drops user's subscriptions opened with tag.
 func (h *Hub) DropTag(user, tag string, r Reason) {
 	h.dropWhere(user, func(s *Subscription) bool { return s.tag == tag }, r)

@@ -55,7 +55,10 @@ func (s *Store) Ingest(ctx context.Context, d Delivery) (Outcome, error) {
 		out, err = tx.apply(d)
 		return err
 	})
-	return out, err
+	if err != nil {
+		return "", err // out is not read: a caller that gave up returns while fn may still run
+	}
+	return out, nil
 }
 
 func (tx *Tx) apply(d Delivery) (Outcome, error) {
@@ -234,6 +237,9 @@ func (tx *Tx) endForMembers(m *meetingRow, d Delivery) error {
 	}
 	for _, mb := range members {
 		if err := tx.emit(mb.user, "meeting.ended", m.view(mb.role), d); err != nil {
+			return err
+		}
+		if err := tx.cancelUnsent(mb.user, m.UUID); err != nil {
 			return err
 		}
 	}

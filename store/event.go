@@ -14,6 +14,7 @@ const (
 	TypeMeetingEnded   = "meeting.ended"
 	TypeMeetingJoined  = "meeting.joined"
 	TypeMeetingLeft    = "meeting.left"
+	TypeBotUpdated     = "bot.updated"
 )
 
 // Entry is one committed event of a user's log.
@@ -23,7 +24,7 @@ type Entry struct {
 	Epoch string
 	Type  string
 	At    time.Time
-	// Data is the frame's payload object (the meeting), as JSON.
+	// Data is the frame's payload object (the meeting or the bot), as JSON.
 	Data json.RawMessage
 	// Received is when the webhook that caused it arrived; zero on replay.
 	Received time.Time
@@ -32,11 +33,6 @@ type Entry struct {
 // emit appends an event to the user's log, taking the next seq in this
 // transaction: seq is gap-free because only a commit makes it visible.
 func (tx *Tx) emit(user, typ string, m Meeting, d Delivery) error {
-	var seq int64
-	var gen string
-	if err := tx.queryRow(`UPDATE users SET seq = seq + 1 WHERE id = ? RETURNING seq, gen`, user).Scan(&seq, &gen); err != nil {
-		return fmt.Errorf("next seq: %w", err)
-	}
 	data, err := json.Marshal(m)
 	if err != nil {
 		return err
@@ -45,12 +41,22 @@ func (tx *Tx) emit(user, typ string, m Meeting, d Delivery) error {
 	if at.IsZero() {
 		at = d.Received
 	}
+	return tx.append(user, typ, data, at, d.Received)
+}
+
+// append adds an entry with its payload object data to the user's log.
+func (tx *Tx) append(user, typ string, data []byte, at, received time.Time) error {
+	var seq int64
+	var gen string
+	if err := tx.queryRow(`UPDATE users SET seq = seq + 1 WHERE id = ? RETURNING seq, gen`, user).Scan(&seq, &gen); err != nil {
+		return fmt.Errorf("next seq: %w", err)
+	}
 	if _, err := tx.exec(`INSERT INTO events (user_id, seq, type, at, data, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
 		user, seq, typ, ms(at), string(data), ms(tx.now)); err != nil {
 		return fmt.Errorf("append event: %w", err)
 	}
 	tx.out.Entries = append(tx.out.Entries, Entry{
-		User: user, Seq: seq, Epoch: tx.s.userEpoch(gen), Type: typ, At: at.UTC(), Data: data, Received: d.Received,
+		User: user, Seq: seq, Epoch: tx.s.userEpoch(gen), Type: typ, At: at.UTC(), Data: data, Received: received,
 	})
 	return nil
 }
@@ -72,6 +78,7 @@ type Welcome struct {
 	Seq      int64
 	Resumed  bool
 	Meetings []Meeting
+	Bots     []Bot // with a snapshot: the requests of the live meetings
 	Entries  []Entry
 }
 
@@ -106,6 +113,9 @@ func (s *Store) Welcome(ctx context.Context, user string, since *Position, maxRe
 		}
 	}
 	if w.Meetings, err = liveMeetings(ctx, tx, user); err != nil {
+		return Welcome{}, err
+	}
+	if w.Bots, err = liveBots(ctx, tx, user); err != nil {
 		return Welcome{}, err
 	}
 	return w, nil

@@ -29,6 +29,8 @@ func (s *Store) Sweep(ctx context.Context, r Retention) (int64, error) {
 			WHERE e.seq <= u.seq - ? LIMIT 1000)`, r.Events},
 		{`DELETE FROM meetings WHERE uuid IN (SELECT uuid FROM meetings WHERE live = 0 AND updated_at < ? LIMIT 1000)`, cutoff},
 		{`DELETE FROM deliveries WHERE key IN (SELECT key FROM deliveries WHERE received_at < ? LIMIT 1000)`, cutoff},
+		{`DELETE FROM bot_requests WHERE id IN (SELECT id FROM bot_requests WHERE active = 0 AND updated_at < ? LIMIT 1000)`, cutoff},
+		{`DELETE FROM sessions WHERE id_hash IN (SELECT id_hash FROM sessions WHERE expires_at < ? LIMIT 1000)`, ms(s.opts.Now())},
 	}
 	var total int64
 	for _, step := range steps {

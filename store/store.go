@@ -5,6 +5,7 @@ package store
 
 import (
 	"context"
+	"crypto/cipher"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -52,6 +53,9 @@ type Options struct {
 	OnCommit func(Committed)
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// SecretKey (32 bytes) seals Zoom OAuth tokens at rest; without it
+	// they cannot be kept (ErrNoSecretKey).
+	SecretKey []byte
 }
 
 // Store is onair's state on one SQLite file.
@@ -66,6 +70,7 @@ type Store struct {
 	ckpt               *sql.DB
 	ckptStop, ckptDone chan struct{}
 	catchUp            atomic.Bool // the checkpointer asks the writer to help
+	aead               cipher.AEAD // seals Zoom tokens; nil without a SecretKey
 	closeOnce          sync.Once
 	closeErr           error
 }
@@ -107,6 +112,12 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxLifetime(0)
 	s := &Store{opts: opts, db: db}
+	if opts.SecretKey != nil {
+		if s.aead, err = newAEAD(opts.SecretKey); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
 	if err := s.init(ctx); err != nil {
 		db.Close()
 		return nil, err

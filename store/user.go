@@ -126,3 +126,22 @@ func (tx *Tx) createUser(id string) error {
 	tx.known[id] = true
 	return nil
 }
+
+// SetAutoSendBot changes the user's auto-send setting and returns the user.
+func (s *Store) SetAutoSendBot(ctx context.Context, id string, on bool) (User, error) {
+	err := s.w.do(ctx, func(tx *Tx) error {
+		res, err := tx.exec(`UPDATE users SET auto_send_bot = ? WHERE id = ?`, on, id)
+		if err != nil {
+			return fmt.Errorf("settings: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err == nil && n == 0 {
+			err = ErrNotFound
+		}
+		return err
+	})
+	if err != nil {
+		return User{}, err
+	}
+	return s.User(ctx, id)
+}

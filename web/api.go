@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
@@ -11,34 +12,53 @@ import (
 
 type userKey struct{}
 
-// authed admits requests carrying a valid connection token as
-// "Authorization: Bearer"; a valid token makes its user known.
+// authed authenticates a request by "Authorization: Bearer" (a connection
+// token, which also makes its user known) or else by the session cookie. A
+// cookie-authenticated request that changes state needs an allowed Origin.
 func (s *Server) authed(next http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.cors(w, r)
 		// A 401 names the scheme it wants (RFC 9110 §11.6.1).
 		w.Header().Set("WWW-Authenticate", `Bearer realm="onair"`)
-		tok := bearerToken(r.Header.Get("Authorization"))
-		if tok == "" {
-			writeError(w, http.StatusUnauthorized, "unauthorized", "missing credentials: send Authorization: Bearer <connection token>")
-			return
-		}
-		claims, err := s.verifyToken(tok)
-		if err != nil {
-			writeError(w, http.StatusUnauthorized, "unauthorized", "invalid or expired token")
-			return
-		}
-		if err := s.store.Admit(r.Context(), claims.user, claims.issuedAt); err != nil {
-			if errors.Is(err, store.ErrDeauthorized) {
-				writeError(w, http.StatusUnauthorized, "unauthorized", "token issued before the app was deauthorized")
+		var user string
+		if h := r.Header.Get("Authorization"); h != "" {
+			tok := bearerToken(h)
+			if tok == "" {
+				writeError(w, http.StatusUnauthorized, "unauthorized", "malformed Authorization: send Bearer <connection token>")
 				return
 			}
-			s.internalError(w, "admit user", err)
-			return
+			claims, err := s.verifyToken(tok)
+			if err != nil {
+				writeError(w, http.StatusUnauthorized, "unauthorized", "invalid or expired token")
+				return
+			}
+			if err := s.store.Admit(r.Context(), claims.user, claims.issuedAt); err != nil {
+				if errors.Is(err, store.ErrDeauthorized) {
+					writeError(w, http.StatusUnauthorized, "unauthorized", "token issued before the app was deauthorized")
+					return
+				}
+				s.internalError(w, "admit user", err)
+				return
+			}
+			user = claims.user
+		} else {
+			sess, ok := s.sessionFrom(w, r)
+			if !ok {
+				writeError(w, http.StatusUnauthorized, "unauthorized", "missing credentials: sign in, or send Authorization: Bearer <connection token>")
+				return
+			}
+			if !safeMethod(r.Method) && !s.sameOriginWrite(w, r) {
+				return
+			}
+			user = sess.user
 		}
 		w.Header().Del("WWW-Authenticate")
-		next(w, r.WithContext(context.WithValue(r.Context(), userKey{}, claims.user)))
+		next(w, r.WithContext(context.WithValue(r.Context(), userKey{}, user)))
 	})
+}
+
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
 }
 
 // bearerToken returns the token of an "Authorization: Bearer" header, or "".
@@ -82,4 +102,26 @@ func (s *Server) handleLiveMeetings(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"meetings": meetings})
+}
+
+// handleSettings changes the caller's settings: {"auto_send_bot": bool}.
+// Unknown fields are ignored; a wrong type is a 400.
+func (s *Server) handleSettings(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		AutoSendBot *bool `json:"auto_send_bot"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&in); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", "body must be JSON like {\"auto_send_bot\": true}")
+		return
+	}
+	user := requestUser(r)
+	u, err := s.store.User(r.Context(), user)
+	if in.AutoSendBot != nil && err == nil {
+		u, err = s.store.SetAutoSendBot(r.Context(), user, *in.AutoSendBot)
+	}
+	if err != nil {
+		s.internalError(w, "save settings", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"user": userJSON{ID: u.ID, Email: u.Email, Name: u.Name, AutoSendBot: u.AutoSendBot}})
 }

@@ -53,18 +53,21 @@ type welcomeFrame struct {
 	Seq      int64            `json:"seq"`
 	Resumed  bool             `json:"resumed"`
 	Meetings *[]store.Meeting `json:"meetings,omitempty"`
-	Bots     *[]any           `json:"bots,omitempty"`
+	Bots     *[]store.Bot     `json:"bots,omitempty"`
 }
 
 func encodeWelcome(user string, w store.Welcome) []byte {
 	f := welcomeFrame{Type: "welcome", User: user, Epoch: w.Epoch, Seq: w.Seq, Resumed: w.Resumed}
 	if !w.Resumed {
 		// A snapshot always carries both lists, empty or not.
-		meetings := w.Meetings
+		meetings, bots := w.Meetings, w.Bots
 		if meetings == nil {
 			meetings = []store.Meeting{}
 		}
-		f.Meetings, f.Bots = &meetings, &[]any{} // bot requests arrive with the bot issue
+		if bots == nil {
+			bots = []store.Bot{}
+		}
+		f.Meetings, f.Bots = &meetings, &bots
 	}
 	b, _ := json.Marshal(f)
 	return b

@@ -8,9 +8,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -45,17 +47,22 @@ func newEnv(t testing.TB, opts ...func(*Config, *hub.Options)) *testEnv {
 	t.Helper()
 	e := &testEnv{t: t, secret: []byte("webhook-secret"), tokKey: []byte("token-secret"), origin: "http://app.example"}
 	e.dbPath = filepath.Join(t.TempDir(), "onair.db")
+	// The listener comes first: its address is the public URL (OAuth redirects).
+	e.http = httptest.NewUnstartedServer(nil)
+	public, _ := url.Parse("http://" + e.http.Listener.Addr().String())
 	cfg := Config{
 		WebhookSecrets: [][]byte{e.secret},
 		TokenSecrets:   [][]byte{e.tokKey},
 		AllowedOrigins: []string{e.origin},
+		PublicURL:      public,
 	}
 	hopts := hub.Options{}
 	for _, o := range opts {
 		o(&cfg, &hopts)
 	}
 	e.hub = hub.New(hopts)
-	st, err := store.Open(context.Background(), store.Options{Path: e.dbPath, OnCommit: Publish(e.hub)})
+	st, err := store.Open(context.Background(), store.Options{Path: e.dbPath, OnCommit: Publish(e.hub),
+		SecretKey: bytes.Repeat([]byte{7}, 32), Now: cfg.Now})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
@@ -71,7 +78,8 @@ func newEnv(t testing.TB, opts ...func(*Config, *hub.Options)) *testEnv {
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
 	go e.srv.Run(ctx)
-	e.http = httptest.NewServer(e.srv)
+	e.http.Config.Handler = e.srv
+	e.http.Start()
 	t.Cleanup(e.close)
 	return e
 }
@@ -205,8 +213,9 @@ type frame struct {
 	At       string          `json:"at"`
 	Resumed  bool            `json:"resumed"`
 	Meetings []store.Meeting `json:"meetings"`
-	Bots     []any           `json:"bots"`
+	Bots     []store.Bot     `json:"bots"`
 	Meeting  *store.Meeting  `json:"meeting"`
+	Bot      *store.Bot      `json:"bot"`
 	Raw      json.RawMessage `json:"-"`
 }
 
@@ -319,4 +328,22 @@ func (e *testEnv) metric(series string) float64 {
 	}
 	e.t.Fatalf("metric %s not found", series)
 	return 0
+}
+
+// fakeClock is a clock tests move by hand.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
 }

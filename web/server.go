@@ -6,6 +6,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +15,7 @@ import (
 
 	"onair/hub"
 	"onair/store"
+	"onair/zoom"
 )
 
 // Store is what the web layer needs of the state.
@@ -24,6 +26,19 @@ type Store interface {
 	Welcome(ctx context.Context, user string, since *store.Position, maxReplay int) (store.Welcome, error)
 	LiveMeetings(ctx context.Context, user string) ([]store.Meeting, error)
 	Ping(ctx context.Context) error
+
+	SessionKey(id string) string
+	Session(ctx context.Context, id string) (store.Session, error)
+	RenewSession(ctx context.Context, id string, expires time.Time) error
+	EndSession(ctx context.Context, id string) error
+	EndSessions(ctx context.Context, user string) error
+	SignIn(ctx context.Context, in store.SignIn) error
+	SetAutoSendBot(ctx context.Context, user string, on bool) (store.User, error)
+	RequestBot(ctx context.Context, user, meetingUUID string) (store.Bot, bool, error)
+	CancelBot(ctx context.Context, user, meetingUUID string) (store.Bot, string, error)
+	ZoomToken(ctx context.Context, user string) (store.ZoomToken, error)
+	SaveZoomToken(ctx context.Context, user string, t store.ZoomToken) error
+	DeleteZoomToken(ctx context.Context, user string) error
 }
 
 // Config is the web layer's configuration. Zero durations take the defaults noted.
@@ -38,6 +53,14 @@ type Config struct {
 	PingTimeout    time.Duration // pong deadline (15s)
 	WriteTimeout   time.Duration // one frame write (10s)
 	MaxReplay      int           // most events a resume replays before a fresh snapshot instead (1000)
+	// PublicURL is the external base URL: OAuth redirects, and cookies are
+	// Secure when it is https.
+	PublicURL *url.URL
+	// Zoom signs users in with Zoom; nil disables it (/auth/zoom/* is 404).
+	Zoom       *zoom.Client
+	SessionTTL time.Duration // a browser session's sliding lifetime (14 days)
+	// Dev enables the demo user and the simulate control.
+	Dev bool
 	// MetricsHandler serves /metrics on the public server; nil when metrics
 	// have a listener of their own.
 	MetricsHandler http.Handler
@@ -59,6 +82,8 @@ type Server struct {
 	draining atomic.Bool // /readyz answers 503
 	closing  atomic.Bool // past the drain: webhooks answer 503
 	conns    sync.WaitGroup
+
+	zoomTokens zoomTokens
 }
 
 // New returns a server; it does no I/O. Call SetReady once start-up is done.
@@ -74,6 +99,7 @@ func New(cfg Config, st Store, h *hub.Hub, m *Metrics) *Server {
 	def(&cfg.PingInterval, 25*time.Second)
 	def(&cfg.PingTimeout, 15*time.Second)
 	def(&cfg.WriteTimeout, 10*time.Second)
+	def(&cfg.SessionTTL, 14*24*time.Hour)
 	if cfg.MaxReplay <= 0 {
 		cfg.MaxReplay = 1000
 	}
@@ -82,6 +108,9 @@ func New(cfg Config, st Store, h *hub.Hub, m *Metrics) *Server {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.PublicURL == nil {
+		cfg.PublicURL = &url.URL{Scheme: "http", Host: "localhost"}
 	}
 	if m == nil {
 		m = NewMetrics(prometheus.NewRegistry(), func() float64 { return 0 })

@@ -40,6 +40,9 @@ type tab struct {
 	slot int
 	sub  *hub.Subscription
 	user string
+	// session is the signed-in browser the handshake came with, if any: a
+	// hello without a token is that user, and the socket closes with it.
+	session *session
 
 	// flushing is true while a writer owns the connection: the welcome
 	// sequence, or a flush goroutine. It is the only way to start one.
@@ -69,6 +72,9 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	}
 	conn.SetReadLimit(maxClientFrame)
 	t := &tab{srv: s, conn: conn}
+	if sess, ok := s.sessionFrom(nil, r); ok {
+		t.session = &sess
+	}
 	s.conns.Add(1)
 	if !s.tabs.add(t) {
 		t.close(websocket.StatusServiceRestart, "server restarting", "shutdown")
@@ -150,9 +156,14 @@ func (t *tab) handshake() bool {
 		since = &store.Position{Epoch: hello.Since.Epoch, Seq: *hello.Since.Seq}
 	}
 	if hello.Token == "" {
-		t.close(closeUnauthorized, "missing token", "auth")
-		return false
+		if t.session == nil {
+			t.close(closeUnauthorized, "missing token", "auth")
+			return false
+		}
+		t.user = t.session.user
+		return t.welcome(ctx, since)
 	}
+	t.session = nil // a token, when given, decides alone
 	claims, err := s.verifyToken(hello.Token)
 	if err != nil {
 		t.close(closeUnauthorized, "invalid or expired token", "auth")
@@ -206,7 +217,11 @@ func (t *tab) readText(ctx context.Context) ([]byte, bool) {
 func (t *tab) welcome(ctx context.Context, since *store.Position) bool {
 	s := t.srv
 	t.flushing.Store(true) // hold live frames until the welcome is written
-	sub, err := s.hub.Subscribe(t.user, "", t.wake)
+	tag := ""
+	if t.session != nil {
+		tag = t.session.key
+	}
+	sub, err := s.hub.Subscribe(t.user, tag, t.wake)
 	switch {
 	case errors.Is(err, hub.ErrTooManyTabs):
 		t.close(closeTooManyTabs, "too many open tabs", "too_many_tabs")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -20,6 +22,7 @@ import (
 	"onair/hub"
 	"onair/store"
 	"onair/web"
+	"onair/zoom"
 )
 
 func runServe(ctx context.Context, o *options, args []string, stdout, stderr io.Writer) error {
@@ -62,7 +65,7 @@ func runServe(ctx context.Context, o *options, args []string, stdout, stderr io.
 	// then begins as soon as the server runs (a canceled Open is no failure).
 	startCtx := context.WithoutCancel(ctx)
 	h := hub.New(hub.Options{MaxTabs: cfg.MaxTabs})
-	st, err := store.Open(startCtx, store.Options{Path: cfg.DB, Sync: store.Sync(cfg.DBSync), OnCommit: web.Publish(h)})
+	st, err := store.Open(startCtx, store.Options{Path: cfg.DB, Sync: store.Sync(cfg.DBSync), OnCommit: web.Publish(h), SecretKey: cfg.SecretKey})
 	if err != nil {
 		return fmt.Errorf("open database %s: %w", cfg.DB, err)
 	}
@@ -84,6 +87,10 @@ func runServe(ctx context.Context, o *options, args []string, stdout, stderr io.
 		return float64(n)
 	})
 	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	publicURL, err := url.Parse(cfg.PublicURL)
+	if err != nil {
+		return fmt.Errorf("public url: %w", err) // validated with the configuration
+	}
 	wcfg := web.Config{
 		WebhookSecrets: cfg.WebhookSecrets,
 		TokenSecrets:   cfg.TokenSecrets,
@@ -91,6 +98,15 @@ func runServe(ctx context.Context, o *options, args []string, stdout, stderr io.
 		MaxSkew:        cfg.WebhookMaxSkew,
 		PingInterval:   cfg.PingInterval,
 		Logger:         log,
+		PublicURL:      publicURL,
+		Dev:            cfg.Dev,
+	}
+	if cfg.ZoomClientID != "" {
+		wcfg.Zoom = &zoom.Client{
+			ClientID: cfg.ZoomClientID, ClientSecret: cfg.ZoomClientSecret,
+			OAuthURL: cfg.ZoomOAuthURL, APIURL: cfg.ZoomAPIURL,
+			HTTP: &http.Client{Timeout: 10 * time.Second},
+		}
 	}
 	if metricsLn == nil {
 		wcfg.MetricsHandler = metricsHandler
@@ -173,6 +189,20 @@ func devSecrets(ctx context.Context, st *store.Store, cfg *config, stdout io.Wri
 			return err
 		}
 		cfg.TokenSecrets = [][]byte{[]byte(s)}
+	}
+	if cfg.SecretKey == nil {
+		s, err := st.Secret(ctx, "secret_key")
+		if err != nil {
+			return err
+		}
+		key, err := hex.DecodeString(s)
+		if err != nil {
+			return fmt.Errorf("dev-mode secret key: %w", err)
+		}
+		cfg.SecretKey = key
+		if err := st.UseSecretKey(key); err != nil {
+			return err
+		}
 	}
 	return nil
 }

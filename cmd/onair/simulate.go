@@ -3,12 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/big"
 	"net/http"
 	"os"
 	"strconv"
@@ -85,7 +82,7 @@ func runSimulate(ctx context.Context, o *options, args []string, stdout, stderr 
 	} else {
 		uuid := meeting.str()
 		if uuid == "" && kind == "started" {
-			uuid = newMeetingUUID()
+			uuid = zoom.NewMeetingUUID()
 		}
 		if uuid == "" {
 			uuid = mem.LastStarted[user.str()]
@@ -95,7 +92,7 @@ func runSimulate(ctx context.Context, o *options, args []string, stdout, stderr 
 		}
 		m, known := mem.Meetings[uuid]
 		if !known {
-			m = simulatedMeeting{ID: newMeetingNumber(), HostID: user.str(), Topic: topic.str(), StartTime: now.Format(time.RFC3339)}
+			m = simulatedMeeting{ID: zoom.NewMeetingNumber(), HostID: user.str(), Topic: topic.str(), StartTime: now.Format(time.RFC3339)}
 			if kind == "joined" || kind == "left" {
 				if host.str() != "" {
 					m.HostID = host.str()
@@ -115,7 +112,7 @@ func runSimulate(ctx context.Context, o *options, args []string, stdout, stderr 
 		case "joined", "left":
 			p := map[string]any{
 				"user_id": strconv.FormatInt(now.UnixNano()%100000000, 10), "user_name": user.str(),
-				"id": user.str(), "participant_uuid": newMeetingUUID(), "email": "",
+				"id": user.str(), "participant_uuid": zoom.NewMeetingUUID(), "email": "",
 			}
 			if kind == "joined" {
 				p["join_time"] = now.Format(time.RFC3339)
@@ -198,18 +195,4 @@ func saveSimulated(path string, mem *simulated) error {
 		return err
 	}
 	return os.Rename(tmp, path)
-}
-
-// newMeetingUUID makes a uuid shaped like Zoom's: base64 of 16 bytes, so
-// '/', '+' and '=' occur as they do in real ones.
-func newMeetingUUID() string {
-	b := make([]byte, 16)
-	rand.Read(b)
-	return base64.StdEncoding.EncodeToString(b)
-}
-
-// newMeetingNumber makes an 11-digit meeting number.
-func newMeetingNumber() string {
-	n, _ := rand.Int(rand.Reader, big.NewInt(9e10))
-	return strconv.FormatInt(n.Int64()+1e10, 10)
 }

@@ -1,0 +1,143 @@
+package store
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ZoomToken is a user's Zoom OAuth grant. Both tokens are sealed with
+// AES-GCM under Options.SecretKey before they reach the database.
+type ZoomToken struct {
+	Access  string
+	Refresh string
+	Expiry  time.Time // of the access token
+	Scope   string
+}
+
+// ErrNoSecretKey says Zoom tokens cannot be kept: Open was given no key.
+var ErrNoSecretKey = errors.New("no secret key to seal Zoom tokens with")
+
+type sealedToken struct {
+	access, refresh []byte
+	expiry          int64
+	scope           string
+}
+
+// seal encrypts both tokens; the user id and the field name are the
+// additional data, so a sealed value cannot be moved to another row or field.
+func (s *Store) seal(user string, t ZoomToken) (sealedToken, error) {
+	if s.aead == nil {
+		return sealedToken{}, ErrNoSecretKey
+	}
+	box := func(field, v string) []byte {
+		nonce := make([]byte, s.aead.NonceSize(), s.aead.NonceSize()+len(v)+s.aead.Overhead())
+		rand.Read(nonce)
+		return s.aead.Seal(nonce, nonce, []byte(v), []byte(field+"\x00"+user))
+	}
+	return sealedToken{box("access", t.Access), box("refresh", t.Refresh), ms(t.Expiry), t.Scope}, nil
+}
+
+func (s *Store) open(user, field string, sealed []byte) (string, error) {
+	n := s.aead.NonceSize()
+	if len(sealed) < n {
+		return "", fmt.Errorf("zoom token: sealed %s too short", field)
+	}
+	plain, err := s.aead.Open(nil, sealed[:n], sealed[n:], []byte(field+"\x00"+user))
+	if err != nil {
+		return "", fmt.Errorf("zoom token: cannot open %s (was ONAIR_SECRET_KEY changed?): %w", field, err)
+	}
+	return string(plain), nil
+}
+
+// UseSecretKey sets the key that seals Zoom tokens when it was not known at
+// Open (dev mode keeps a generated one in the database). Call it before the
+// store is in use.
+func (s *Store) UseSecretKey(key []byte) error {
+	aead, err := newAEAD(key)
+	if err != nil {
+		return err
+	}
+	s.aead = aead
+	return nil
+}
+
+func newAEAD(key []byte) (cipher.AEAD, error) {
+	if len(key) != 32 {
+		return nil, fmt.Errorf("secret key: want 32 bytes, got %d", len(key))
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+// ZoomToken returns the user's Zoom grant: ErrNotFound when there is none.
+func (s *Store) ZoomToken(ctx context.Context, user string) (ZoomToken, error) {
+	if s.aead == nil {
+		return ZoomToken{}, ErrNoSecretKey
+	}
+	var access, refresh []byte
+	var exp int64
+	var t ZoomToken
+	err := s.read.QueryRowContext(ctx, `SELECT access, refresh, expires_at, scope FROM zoom_tokens WHERE user_id = ?`, user).
+		Scan(&access, &refresh, &exp, &t.Scope)
+	if err == sql.ErrNoRows {
+		return ZoomToken{}, ErrNotFound
+	}
+	if err != nil {
+		return ZoomToken{}, fmt.Errorf("zoom token: %w", err)
+	}
+	if t.Access, err = s.open(user, "access", access); err != nil {
+		return ZoomToken{}, err
+	}
+	if t.Refresh, err = s.open(user, "refresh", refresh); err != nil {
+		return ZoomToken{}, err
+	}
+	t.Expiry = time.UnixMilli(exp).UTC()
+	return t, nil
+}
+
+// SaveZoomToken replaces a known user's Zoom grant (after a refresh, whose
+// rotated refresh token must be stored before it is used).
+func (s *Store) SaveZoomToken(ctx context.Context, user string, t ZoomToken) error {
+	sealed, err := s.seal(user, t)
+	if err != nil {
+		return err
+	}
+	return s.w.do(ctx, func(tx *Tx) error {
+		ok, err := tx.userExists(user)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return ErrNotFound // deauthorized meanwhile: keep nothing
+		}
+		return tx.saveToken(user, sealed)
+	})
+}
+
+// DeleteZoomToken forgets a user's Zoom grant (Zoom refused it for good).
+func (s *Store) DeleteZoomToken(ctx context.Context, user string) error {
+	return s.w.do(ctx, func(tx *Tx) error {
+		_, err := tx.exec(`DELETE FROM zoom_tokens WHERE user_id = ?`, user)
+		return err
+	})
+}
+
+func (tx *Tx) saveToken(user string, t sealedToken) error {
+	_, err := tx.exec(`INSERT INTO zoom_tokens (user_id, access, refresh, expires_at, scope, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (user_id) DO UPDATE SET access = excluded.access, refresh = excluded.refresh,
+			expires_at = excluded.expires_at, scope = excluded.scope, updated_at = excluded.updated_at`,
+		user, t.access, t.refresh, t.expiry, t.scope, ms(tx.now))
+	if err != nil {
+		return fmt.Errorf("save zoom token: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,101 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"onair/hub"
+	"onair/store"
+	"onair/zoom"
+)
+
+// ErrSignInAgain says the user's Zoom grant is gone for good (Zoom answered
+// invalid_grant): their sessions were ended and they must sign in again.
+var ErrSignInAgain = errors.New("zoom grant revoked: sign in again")
+
+// tokenEarly is how long before its expiry an access token is refreshed,
+// so that a call made with it does not fail in flight.
+const tokenEarly = time.Minute
+
+// zoomTokens hands out users' Zoom access tokens, refreshing an expired
+// one once per user at a time: concurrent callers wait for that refresh.
+type zoomTokens struct {
+	mu       sync.Mutex
+	inflight map[string]*refresh
+}
+
+type refresh struct {
+	done  chan struct{}
+	token string
+	err   error
+}
+
+// ZoomAccess returns a valid Zoom access token for user. The rotated
+// refresh token is saved before the new access token is used: a crash after
+// Zoom's answer must not leave the old, now dead, refresh token stored.
+func (s *Server) ZoomAccess(ctx context.Context, user string) (string, error) {
+	t, err := s.store.ZoomToken(ctx, user)
+	if err != nil {
+		return "", err
+	}
+	if s.cfg.Now().Add(tokenEarly).Before(t.Expiry) {
+		return t.Access, nil
+	}
+	zt := &s.zoomTokens
+	zt.mu.Lock()
+	if zt.inflight == nil {
+		zt.inflight = map[string]*refresh{}
+	}
+	if r, ok := zt.inflight[user]; ok {
+		zt.mu.Unlock()
+		select {
+		case <-r.done:
+			return r.token, r.err
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+	r := &refresh{done: make(chan struct{})}
+	zt.inflight[user] = r
+	zt.mu.Unlock()
+
+	// The refresh outlives one caller's cancellation: others wait on it.
+	r.token, r.err = s.refreshZoomToken(context.WithoutCancel(ctx), user)
+	zt.mu.Lock()
+	delete(zt.inflight, user)
+	zt.mu.Unlock()
+	close(r.done)
+	return r.token, r.err
+}
+
+func (s *Server) refreshZoomToken(ctx context.Context, user string) (string, error) {
+	// Read again: a refresh that just finished has saved a new grant.
+	t, err := s.store.ZoomToken(ctx, user)
+	if err != nil {
+		return "", err
+	}
+	if s.cfg.Now().Add(tokenEarly).Before(t.Expiry) {
+		return t.Access, nil
+	}
+	nt, err := s.cfg.Zoom.Refresh(ctx, t.Refresh)
+	if zoom.IsInvalidGrant(err) {
+		s.log.Warn("zoom refused the refresh token: the user must sign in again", "user", user)
+		if err := s.store.DeleteZoomToken(ctx, user); err != nil {
+			return "", err
+		}
+		if err := s.store.EndSessions(ctx, user); err != nil {
+			return "", err
+		}
+		s.hub.DropSessions(user, hub.ReasonLogout)
+		return "", ErrSignInAgain
+	}
+	if err != nil {
+		return "", err
+	}
+	if err := s.store.SaveZoomToken(ctx, user, store.ZoomToken{Access: nt.Access, Refresh: nt.Refresh, Expiry: nt.Expiry, Scope: nt.Scope}); err != nil {
+		return "", err
+	}
+	return nt.Access, nil
+}
