@@ -95,6 +95,7 @@ type tab struct {
 	snapshots atomic.Int64 // welcomes with resumed=false after the first
 	welcomes  atomic.Int64
 	closed    chan struct{}
+	closeCode websocket.StatusCode // why the connection ended; read after closed
 	latency   func(time.Duration)
 	// tinyWindow gives the socket a 4 KiB receive buffer, as a client on a
 	// poor network has: a tab that stops reading then backs up at once
@@ -173,6 +174,7 @@ func (t *tab) read() {
 	for {
 		_, data, err := t.conn.Read(context.Background())
 		if err != nil {
+			t.closeCode = websocket.CloseStatus(err)
 			return
 		}
 		now := time.Now()

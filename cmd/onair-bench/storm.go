@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/coder/websocket"
 )
 
 // runStorm connects the tabs, then restarts the server (with --server) or
@@ -110,12 +112,20 @@ func runStorm(ctx context.Context, b *bench) (*report, error) {
 	return r, nil
 }
 
-// reconnect retries connect with jittered exponential backoff (100 ms up to
-// 5 s), resuming from the tab's last position.
+// reconnect retries connect with the backoff onair.js uses: attempt n
+// waits base*2^n capped, times a random factor in [0, 1] (full jitter), from
+// 250 ms up to 10 s, or up to 2 s after a 1012 (the server said it is
+// restarting).
+// It resumes from the tab's last position.
 func (t *tab) reconnect(ctx context.Context) error {
-	backoff := 100 * time.Millisecond
-	for {
-		wait := time.Duration(rand.Int64N(int64(backoff)))
+	const base = 250 * time.Millisecond
+	limit := 10 * time.Second
+	if t.closeCode == websocket.StatusServiceRestart {
+		limit = 2 * time.Second
+	}
+	for n := 0; ; n++ {
+		step := min(base<<min(n, 16), limit)
+		wait := time.Duration(rand.Int64N(int64(step) + 1))
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
@@ -124,6 +134,5 @@ func (t *tab) reconnect(ctx context.Context) error {
 		if err := t.connect(ctx); err == nil {
 			return nil
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 }

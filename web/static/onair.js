@@ -66,8 +66,10 @@
 // unless token is a function (then a new token is fetched and retried with
 // backoff); 4429 stops; everything else (1012 restart, 1008 slow consumer,
 // 4400/4408/1003/1009 protocol, network failures) retries. Retry n (0 for the
-// first after a drop) waits min(cap, base * 2^n) * random[0.5, 1]; after a 1012
-// the cap is restartCap until the next welcome, which resets n.
+// first after a drop) waits min(cap, base * 2^n) * random[0, 1] ("full
+// jitter": when a restart drops thousands of tabs at once, their reconnects
+// spread over the whole window instead of bunching in its second half);
+// after a 1012 the cap is restartCap until the next welcome, which resets n.
 //
 // Other members: client.state (the last state object), client.user (the
 // user id from the welcome, or null), client.position ({epoch, seq} or null),
@@ -370,7 +372,7 @@ class OnairClient {
     const n = Math.max(this._attempt, minAttempt);
     this._attempt = n + 1;
     const cap = this._fastCap ? Math.min(this._cap, this._restartCap) : this._cap;
-    const delay = Math.round(Math.min(cap, this._base * 2 ** Math.min(n, 30)) * (0.5 + Math.random() * 0.5));
+    const delay = Math.round(Math.min(cap, this._base * 2 ** Math.min(n, 30)) * Math.random());
     const retryAt = Date.now() + delay;
     this._timer = setTimeout(() => {
       this._timer = null;
