@@ -113,17 +113,17 @@ func runStorm(ctx context.Context, b *bench) (*report, error) {
 }
 
 // reconnect retries connect with the backoff onair.js uses: attempt n
-// waits base*2^n capped, times a random factor in [0, 1] (full jitter), from
-// 250 ms up to 10 s, or up to 2 s after a 1012 (the server said it is
-// restarting).
+// waits base*2^n capped at 10 s, times a random factor in [0, 1] (full
+// jitter), from 250 ms; after a 1012 (the server said it is restarting)
+// every attempt waits up to 2 s.
 // It resumes from the tab's last position.
 func (t *tab) reconnect(ctx context.Context) error {
 	const base = 250 * time.Millisecond
-	limit := 10 * time.Second
+	limit, n := 10*time.Second, 0
 	if t.closeCode == websocket.StatusServiceRestart {
-		limit = 2 * time.Second
+		limit, n = 2*time.Second, 3
 	}
-	for n := 0; ; n++ {
+	for ; ; n++ {
 		step := min(base<<min(n, 16), limit)
 		wait := time.Duration(rand.Int64N(int64(step) + 1))
 		select {

@@ -140,7 +140,7 @@ export interface ConnectOptions {
   token?: string | (() => string | Promise<string>);
   /** The WebSocket constructor (default: globalThis.WebSocket). */
   WebSocket?: new (url: string) => WebSocket;
-  /** Reconnect delays in ms: retry n waits min(cap, base * 2^n) * random[0, 1] (full jitter); cap is restartCap after a 1012. */
+  /** Reconnect delays in ms: retry n waits min(cap, base * 2^n) * random[0, 1] (full jitter); after a 1012, every retry waits restartCap * random[0, 1]. */
   backoff?: { base?: number; cap?: number; restartCap?: number };
   /** How long to wait for the welcome after the socket opened, in ms (default 15000). */
   welcomeTimeout?: number;
