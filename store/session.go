@@ -52,15 +52,6 @@ func (s *Store) EndSession(ctx context.Context, id string) error {
 	})
 }
 
-// EndSessions deletes all of a user's sessions (their Zoom grant is gone:
-// they must sign in again).
-func (s *Store) EndSessions(ctx context.Context, user string) error {
-	return s.w.do(ctx, func(tx *Tx) error {
-		_, err := tx.exec(`DELETE FROM sessions WHERE user_id = ?`, user)
-		return err
-	})
-}
-
 // SignIn is a completed sign-in: who it is, their Zoom tokens (nil for the
 // dev-mode demo user) and the new session.
 type SignIn struct {

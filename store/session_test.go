@@ -179,13 +179,13 @@ func TestSessions(t *testing.T) {
 			}
 		})
 
-		t.Run("EndSessions", func(t *testing.T) {
+		t.Run("RevokeZoomGrantEndsSessions", func(t *testing.T) {
 			st, _, path := setup(t)
 			mustSignIn(t, st, alice, idA, expA, nil)
 			mustSignIn(t, st, alice, idB, expA, nil)
 			mustSignIn(t, st, bob, idBob, expA, nil)
-			if err := st.EndSessions(ctx, alice.ID); err != nil {
-				t.Fatalf("end sessions: %v", err)
+			if err := st.RevokeZoomGrant(ctx, alice.ID); err != nil {
+				t.Fatalf("revoke: %v", err)
 			}
 			wantNoSession(t, st, idA)
 			wantNoSession(t, st, idB)
@@ -194,8 +194,8 @@ func TestSessions(t *testing.T) {
 			if got, want := countRows(t, rawDB(t, path), `SELECT COUNT(*) FROM sessions WHERE user_id = ?`, alice.ID), 0; got != want {
 				t.Fatalf("alice's sessions: got %d rows, want %d", got, want)
 			}
-			if err := st.EndSessions(ctx, "nobody"); err != nil {
-				t.Fatalf("end sessions of an unknown user: %v", err)
+			if err := st.RevokeZoomGrant(ctx, "nobody"); err != nil {
+				t.Fatalf("revoke an unknown user's grant: %v", err)
 			}
 		})
 

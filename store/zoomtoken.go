@@ -123,10 +123,15 @@ func (s *Store) SaveZoomToken(ctx context.Context, user string, t ZoomToken) err
 	})
 }
 
-// DeleteZoomToken forgets a user's Zoom grant (Zoom refused it for good).
-func (s *Store) DeleteZoomToken(ctx context.Context, user string) error {
+// RevokeZoomGrant forgets a user's Zoom grant and ends their sessions in one
+// transaction (Zoom refused the grant for good): no session may outlive the
+// grant it was signed in with.
+func (s *Store) RevokeZoomGrant(ctx context.Context, user string) error {
 	return s.w.do(ctx, func(tx *Tx) error {
-		_, err := tx.exec(`DELETE FROM zoom_tokens WHERE user_id = ?`, user)
+		if _, err := tx.exec(`DELETE FROM zoom_tokens WHERE user_id = ?`, user); err != nil {
+			return err
+		}
+		_, err := tx.exec(`DELETE FROM sessions WHERE user_id = ?`, user)
 		return err
 	})
 }

@@ -142,22 +142,22 @@ func TestZoomTokens(t *testing.T) {
 			wantUnknown(t, st, "nobody")
 		})
 
-		t.Run("Delete", func(t *testing.T) {
+		t.Run("Revoke", func(t *testing.T) {
 			st, _ := setup(t)
 			mustSignIn(t, st, alice, "sess-a", exp, &tokA)
 			mustSignIn(t, st, bob, "sess-b", exp, &tokB)
-			if err := st.DeleteZoomToken(ctx, alice.ID); err != nil {
-				t.Fatalf("delete zoom token: %v", err)
+			if err := st.RevokeZoomGrant(ctx, alice.ID); err != nil {
+				t.Fatalf("revoke: %v", err)
 			}
 			if _, err := st.ZoomToken(ctx, alice.ID); !errors.Is(err, store.ErrNotFound) {
-				t.Fatalf("zoom token after deleting it: got %v, want ErrNotFound", err)
+				t.Fatalf("zoom token after revoking it: got %v, want ErrNotFound", err)
 			}
 			wantZoomToken(t, st, bob.ID, tokB)
-			mustUser(t, st, alice.ID)    // the user stays known …
-			mustSession(t, st, "sess-a") // … and signed in (EndSessions is the caller's choice)
+			mustUser(t, st, alice.ID) // the user stays known, signed out
+			mustSession(t, st, "sess-b")
 			for _, u := range []string{alice.ID, "nobody"} {
-				if err := st.DeleteZoomToken(ctx, u); err != nil {
-					t.Fatalf("delete a zoom token that is gone (%s): %v", u, err)
+				if err := st.RevokeZoomGrant(ctx, u); err != nil {
+					t.Fatalf("revoke a grant that is gone (%s): %v", u, err)
 				}
 			}
 		})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
 
@@ -21,8 +22,9 @@ func (s *Server) authed(next http.HandlerFunc) http.Handler {
 		// A 401 names the scheme it wants (RFC 9110 §11.6.1).
 		w.Header().Set("WWW-Authenticate", `Bearer realm="onair"`)
 		var user string
-		if h := r.Header.Get("Authorization"); h != "" {
-			tok := bearerToken(h)
+		// Only a Bearer header is onair's: another scheme (a proxy's Basic
+		// auth, say) leaves the request to the cookie.
+		if tok, isBearer := bearerToken(r.Header.Get("Authorization")); isBearer {
 			if tok == "" {
 				writeError(w, http.StatusUnauthorized, "unauthorized", "malformed Authorization: send Bearer <connection token>")
 				return
@@ -61,14 +63,15 @@ func safeMethod(m string) bool {
 	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
 }
 
-// bearerToken returns the token of an "Authorization: Bearer" header, or "".
-// The scheme is case-insensitive (RFC 9110 §11.1).
-func bearerToken(h string) string {
-	scheme, tok, ok := strings.Cut(strings.TrimSpace(h), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return ""
+// bearerToken returns the token of an "Authorization: Bearer" header and
+// whether the header uses that scheme. The scheme is case-insensitive (RFC
+// 9110 §11.1).
+func bearerToken(h string) (string, bool) {
+	scheme, tok, _ := strings.Cut(strings.TrimSpace(h), " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return "", false
 	}
-	return strings.TrimSpace(tok)
+	return strings.TrimSpace(tok), true
 }
 
 func requestUser(r *http.Request) string { return r.Context().Value(userKey{}).(string) }
@@ -105,19 +108,35 @@ func (s *Server) handleLiveMeetings(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleSettings changes the caller's settings: {"auto_send_bot": bool}.
-// Unknown fields are ignored; a wrong type is a 400.
+// The body must be one JSON object; unknown fields are ignored, and a
+// known field of the wrong type (null included) is a 400.
 func (s *Server) handleSettings(w http.ResponseWriter, r *http.Request) {
-	var in struct {
-		AutoSendBot *bool `json:"auto_send_bot"`
+	bad := func() {
+		writeError(w, http.StatusBadRequest, "bad_request", `body must be one JSON object like {"auto_send_bot": true}`)
 	}
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&in); err != nil {
-		writeError(w, http.StatusBadRequest, "bad_request", "body must be JSON like {\"auto_send_bot\": true}")
+	var fields map[string]json.RawMessage
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
+	if err := dec.Decode(&fields); err != nil || fields == nil {
+		bad()
 		return
+	}
+	if _, err := dec.Token(); err != io.EOF { // nothing may follow the object
+		bad()
+		return
+	}
+	var autoSend *bool
+	if raw, ok := fields["auto_send_bot"]; ok { // exact key: JSON is case-sensitive
+		var v bool
+		if string(raw) == "null" || json.Unmarshal(raw, &v) != nil {
+			bad()
+			return
+		}
+		autoSend = &v
 	}
 	user := requestUser(r)
 	u, err := s.store.User(r.Context(), user)
-	if in.AutoSendBot != nil && err == nil {
-		u, err = s.store.SetAutoSendBot(r.Context(), user, *in.AutoSendBot)
+	if autoSend != nil && err == nil {
+		u, err = s.store.SetAutoSendBot(r.Context(), user, *autoSend)
 	}
 	if err != nil {
 		s.internalError(w, "save settings", err)

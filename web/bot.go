@@ -38,6 +38,5 @@ func (s *Server) handleCancelBot(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, "cancel bot", err)
 		return
 	}
-	s.metrics.BotRequests.WithLabelValues("cancelled").Inc()
 	writeJSON(w, http.StatusOK, map[string]any{"bot": b})
 }

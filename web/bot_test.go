@@ -87,9 +87,21 @@ func TestBotRequestLifecycle(t *testing.T) {
 	if resp.StatusCode != http.StatusAccepted || botOf(t, b).RequestID == bot.RequestID {
 		t.Fatalf("POST after cancel: %d %s, want 202 with a new request", resp.StatusCode, b)
 	}
+	if f := tab.read(); f.Type != "bot.updated" || f.Bot.State != "requested" {
+		t.Fatalf("frame %s", f.Raw)
+	}
 
-	// Once the meeting ended, no more requests.
+	// The end cancels the request never sent, and no more can be made.
 	e.mustPost(event{Name: "meeting.ended", UUID: uuid, Host: "host1"}.body(), 200)
+	if f := tab.read(); f.Type != "meeting.ended" {
+		t.Fatalf("frame %s", f.Raw)
+	}
+	if f := tab.read(); f.Type != "bot.updated" || f.Bot.State != "cancelled" || f.Bot.Detail == "" {
+		t.Fatalf("frame %s, want the unsent request cancelled with a reason", f.Raw)
+	}
+	if got := e.metric(`onair_bot_requests_total{outcome="cancelled"}`); got != 2 {
+		t.Fatalf("cancelled requests: %v, want 2 (the DELETE and the end)", got)
+	}
 	if resp, _ := e.request(http.MethodPost, "/api/v1/meetings/"+url.PathEscape(uuid)+"/bot", nil, auth); resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("bot for an ended meeting: %d, want 404", resp.StatusCode)
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"time"
 
@@ -20,7 +19,7 @@ func (s *Server) handleDemoSignIn(w http.ResponseWriter, r *http.Request) {
 	if !s.sameOriginWrite(w, r) {
 		return
 	}
-	if err := s.startSession(r.Context(), w, demoUser, nil); err != nil {
+	if err := s.startSession(r.Context(), w, r, demoUser, nil); err != nil {
 		s.internalError(w, "demo sign-in", err)
 		return
 	}
@@ -84,15 +83,26 @@ func (s *Server) handleSimulate(w http.ResponseWriter, r *http.Request) {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(zoom.HeaderTimestamp, ts)
 	req.Header.Set(zoom.HeaderSignature, zoom.Sign(s.cfg.WebhookSecrets[0], ts, body))
-	rec := httptest.NewRecorder()
+	rec := &recorder{header: http.Header{}, code: http.StatusOK}
 	s.mux.ServeHTTP(rec, req)
 	var out struct {
 		Outcome string `json:"outcome"`
 	}
-	json.Unmarshal(rec.Body.Bytes(), &out)
-	if rec.Code != http.StatusOK {
-		writeJSON(w, rec.Code, json.RawMessage(rec.Body.Bytes()))
+	json.Unmarshal(rec.body.Bytes(), &out)
+	if rec.code != http.StatusOK {
+		writeJSON(w, rec.code, json.RawMessage(rec.body.Bytes()))
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"outcome": out.Outcome, "meeting": obj["uuid"]})
 }
+
+// recorder keeps the webhook handler's answer to a simulated delivery.
+type recorder struct {
+	header http.Header
+	code   int
+	body   bytes.Buffer
+}
+
+func (r *recorder) Header() http.Header         { return r.header }
+func (r *recorder) Write(b []byte) (int, error) { return r.body.Write(b) }
+func (r *recorder) WriteHeader(code int)        { r.code = code }

@@ -10,11 +10,19 @@ import (
 
 // Publish returns the store's OnCommit hook: each committed entry is encoded
 // once into its frame and handed to the hub for all of its user's tabs, and
-// deauthorized users' sockets are dropped.
-func Publish(h *hub.Hub) func(store.Committed) {
+// deauthorized users' sockets are dropped. Bot requests that end cancelled
+// (by the user, or by the end of a meeting they were never sent to) are
+// counted in m, when given.
+func Publish(h *hub.Hub, m *Metrics) func(store.Committed) {
 	return func(c store.Committed) {
 		for _, e := range c.Entries {
 			h.Publish(e.User, hub.Message{Seq: e.Seq, Type: e.Type, Frame: encodeEntry(e), Received: e.Received})
+			if m != nil && e.Type == store.TypeBotUpdated {
+				var b struct{ State string }
+				if json.Unmarshal(e.Data, &b) == nil && b.State == store.BotCancelled {
+					m.BotRequests.WithLabelValues("cancelled").Inc()
+				}
+			}
 		}
 		for _, u := range c.Deauthorized {
 			h.Drop(u, hub.ReasonDeauthorized)

@@ -61,17 +61,17 @@ func newEnv(t testing.TB, opts ...func(*Config, *hub.Options)) *testEnv {
 		o(&cfg, &hopts)
 	}
 	e.hub = hub.New(hopts)
-	st, err := store.Open(context.Background(), store.Options{Path: e.dbPath, OnCommit: Publish(e.hub),
+	e.reg = prometheus.NewRegistry()
+	m := NewMetrics(e.reg, func() float64 {
+		n, _ := e.store.CountLive(context.Background())
+		return float64(n)
+	})
+	st, err := store.Open(context.Background(), store.Options{Path: e.dbPath, OnCommit: Publish(e.hub, m),
 		SecretKey: bytes.Repeat([]byte{7}, 32), Now: cfg.Now})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
 	e.store = st
-	e.reg = prometheus.NewRegistry()
-	m := NewMetrics(e.reg, func() float64 {
-		n, _ := st.CountLive(context.Background())
-		return float64(n)
-	})
 	cfg.MetricsHandler = promhttp.HandlerFor(e.reg, promhttp.HandlerOpts{})
 	e.srv = New(cfg, st, e.hub, m)
 	e.srv.SetReady()

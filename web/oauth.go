@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -27,6 +28,14 @@ func (s *Server) redirectURI() string {
 
 // handleZoomLogin sends the browser to Zoom's consent page.
 func (s *Server) handleZoomLogin(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Dev && !strings.EqualFold(r.Host, s.cfg.PublicURL.Host) {
+		// Dev mode serves both localhost and 127.0.0.1, but Zoom sends the
+		// browser back to the public URL's host: the state cookie must be
+		// set there, or the callback cannot find it. (Only in dev mode:
+		// behind a proxy that rewrites Host this would loop.)
+		http.Redirect(w, r, strings.TrimSuffix(s.cfg.PublicURL.String(), "/")+"/auth/zoom/login", http.StatusFound)
+		return
+	}
 	b := make([]byte, 24)
 	rand.Read(b)
 	state := base64.RawURLEncoding.EncodeToString(b)
@@ -50,20 +59,29 @@ func (s *Server) handleZoomCallback(w http.ResponseWriter, r *http.Request) {
 	s.clearCookie(w, oauthCookie, oauthCookiePath) // one attempt per cookie
 	fail := func(status int, reason, msg string, err error) {
 		attrs := []any{"reason", reason}
-		if err != nil {
+		var ze *zoom.Error
+		if errors.As(err, &ze) {
+			// Zoom's own text may quote the authorization code: only the
+			// status and the error code are logged.
+			attrs = append(attrs, "zoom_status", ze.Status, "zoom_error", ze.Code)
+		} else if err != nil {
 			attrs = append(attrs, "err", err)
 		}
-		s.log.Warn("zoom sign-in failed", attrs...)
+		level := slog.LevelWarn
+		if ze != nil && ze.Code == "invalid_client" {
+			level = slog.LevelError // the operator's client id or secret is wrong
+		}
+		s.log.Log(r.Context(), level, "zoom sign-in failed", attrs...)
 		s.renderPage(w, r, status, msg)
 	}
 	switch {
 	case q.Get("error") != "":
-		// Zoom's error and description are shown as text, never as markup.
-		msg := "Sign-in was cancelled: Zoom did not grant access"
-		if q.Get("error") != "access_denied" {
-			msg = "Zoom refused the sign-in (" + q.Get("error") + ")"
+		// Only a known error is named: the parameter is anyone's to write.
+		msg := "Zoom did not sign you in. You can try again."
+		if q.Get("error") == "access_denied" {
+			msg = "Sign-in was cancelled: Zoom did not grant access. You can try again."
 		}
-		fail(http.StatusForbidden, "zoom_error", msg+". You can try again.", nil)
+		fail(http.StatusForbidden, "zoom_error", msg, nil)
 		return
 	case state == "" || verifier == "":
 		fail(http.StatusBadRequest, "no_state", "This sign-in expired or was started in another browser. Please sign in again.", nil)
@@ -88,7 +106,7 @@ func (s *Server) handleZoomCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	u := store.User{ID: me.ID, Email: me.Email, Name: me.Name()}
 	grant := store.ZoomToken{Access: tok.Access, Refresh: tok.Refresh, Expiry: tok.Expiry, Scope: tok.Scope}
-	if err := s.startSession(ctx, w, u, &grant); err != nil {
+	if err := s.startSession(ctx, w, r, u, &grant); err != nil {
 		fail(http.StatusServiceUnavailable, "store", "onair could not save the sign-in. Please try again in a moment.", err)
 		return
 	}
@@ -101,6 +119,8 @@ func zoomReason(err error) string {
 	var ze *zoom.Error
 	if errors.As(err, &ze) {
 		switch {
+		case ze.Code == "invalid_client":
+			return "Zoom refused onair's app credentials; the operator must check ZOOM_CLIENT_ID and ZOOM_CLIENT_SECRET"
 		case ze.Status == http.StatusUnauthorized:
 			return "Zoom rejected the access token"
 		case ze.Code == "invalid_grant":

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -171,10 +172,12 @@ func TestZoomCallbackChecksState(t *testing.T) {
 	if fz.TokenCalls("authorization_code") != 0 {
 		t.Fatal("a callback with a bad state must not exchange the code")
 	}
-	// Zoom's error text is shown as text, never as markup.
-	xss := get(t, e.http.URL+"/auth/zoom/callback?error=%3Cscript%3Ealert(1)%3C/script%3E&state=x", oc)
-	if strings.Contains(xss.body, "<script>alert") {
-		t.Fatal("the error parameter reached the page as markup")
+	// The error parameter is anyone's to write: it never reaches the page.
+	for _, v := range []string{"%3Cscript%3Ealert(1)%3C/script%3E", "Call+us+at+555-0100"} {
+		got := get(t, e.http.URL+"/auth/zoom/callback?error="+v+"&state=x", oc)
+		if got.status != http.StatusForbidden || strings.Contains(got.body, "alert(1)") || strings.Contains(got.body, "555-0100") {
+			t.Fatalf("error=%s: %d, and the page repeats it", v, got.status)
+		}
 	}
 	wantNoSession(t, e)
 }
@@ -257,4 +260,61 @@ func TestRevokedGrantSendsTheUserBackToSignIn(t *testing.T) {
 	if f := hostApp.read(); f.Type != "meeting.started" {
 		t.Fatalf("host app frame %s", f.Raw)
 	}
+}
+
+// In dev mode the page may be open on 127.0.0.1 while the public URL says
+// localhost: the sign-in moves to the public host before the state cookie
+// is set, because that is where Zoom sends the browser back.
+func TestZoomLoginMovesToThePublicHostInDevMode(t *testing.T) {
+	fz := fakezoom.New(t)
+	e := zoomEnv(t, fz, dev)
+	other := strings.Replace(e.http.URL, "127.0.0.1", "localhost", 1)
+	step := get(t, other+"/auth/zoom/login")
+	if step.status != http.StatusFound || step.location != e.http.URL+"/auth/zoom/login" || cookieNamed(step.cookies, oauthCookie) != nil {
+		t.Fatalf("login on another host: %d to %q (cookies %v), want 302 to the public URL and no cookie", step.status, step.location, step.cookies)
+	}
+	if step := get(t, e.http.URL+"/auth/zoom/login"); step.status != http.StatusFound || !strings.HasPrefix(step.location, fz.OAuthURL()) {
+		t.Fatalf("login on the public host: %d to %q", step.status, step.location)
+	}
+}
+
+// Zoom's refusal of a code quotes the code: the log keeps only the status
+// and the error code, and the page says what happened in its own words.
+func TestSignInFailureLogsNoCode(t *testing.T) {
+	fz := fakezoom.New(t)
+	fz.AddUser(fakezoom.User{ID: "zu-1"})
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	e := zoomEnv(t, fz, func(c *Config, _ *hub.Options) {
+		c.Logger = slog.New(slog.NewJSONHandler(lockedWriter{&mu, &logs}, nil))
+	})
+	login := get(t, e.http.URL+"/auth/zoom/login")
+	oc := cookieNamed(login.cookies, oauthCookie)
+	authorize := get(t, login.location)
+	u, _ := url.Parse(authorize.location)
+	code := u.Query().Get("code")
+	if first := get(t, authorize.location, oc); first.status != http.StatusFound {
+		t.Fatalf("first callback: %d", first.status)
+	}
+	// The same code again, with the same browser state: Zoom refuses it.
+	again := get(t, authorize.location, oc)
+	if again.status != http.StatusBadGateway || strings.Contains(again.body, code) {
+		t.Fatalf("replayed code: %d, body has the code: %v", again.status, strings.Contains(again.body, code))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), `"zoom_error":"invalid_grant"`) || strings.Contains(logs.String(), code) {
+		t.Fatalf("logs must name the error and not the code:\n%s", logs.String())
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

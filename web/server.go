@@ -31,14 +31,13 @@ type Store interface {
 	Session(ctx context.Context, id string) (store.Session, error)
 	RenewSession(ctx context.Context, id string, expires time.Time) error
 	EndSession(ctx context.Context, id string) error
-	EndSessions(ctx context.Context, user string) error
 	SignIn(ctx context.Context, in store.SignIn) error
 	SetAutoSendBot(ctx context.Context, user string, on bool) (store.User, error)
 	RequestBot(ctx context.Context, user, meetingUUID string) (store.Bot, bool, error)
 	CancelBot(ctx context.Context, user, meetingUUID string) (store.Bot, string, error)
 	ZoomToken(ctx context.Context, user string) (store.ZoomToken, error)
 	SaveZoomToken(ctx context.Context, user string, t store.ZoomToken) error
-	DeleteZoomToken(ctx context.Context, user string) error
+	RevokeZoomGrant(ctx context.Context, user string) error
 }
 
 // Config is the web layer's configuration. Zero durations take the defaults noted.

@@ -21,9 +21,10 @@ const sessionCookie = "onair_session"
 const sessionRenewAfter = time.Hour
 
 type session struct {
-	id   string
-	key  string // what the store keeps, and the tag of the session's sockets
-	user string
+	id      string
+	key     string // what the store keeps, and the tag of the session's sockets
+	user    string
+	expires time.Time
 }
 
 // sessionFrom returns the request's live session; false when there is none.
@@ -40,19 +41,29 @@ func (s *Server) sessionFrom(w http.ResponseWriter, r *http.Request) (session, b
 		}
 		return session{}, false
 	}
-	out := session{id: c.Value, key: s.store.SessionKey(c.Value), user: sess.User}
+	out := session{id: c.Value, key: s.store.SessionKey(c.Value), user: sess.User, expires: sess.Expires}
 	if w != nil && sess.Expires.Sub(s.cfg.Now()) < s.cfg.SessionTTL-sessionRenewAfter {
 		expires := s.cfg.Now().Add(s.cfg.SessionTTL)
-		if err := s.store.RenewSession(r.Context(), c.Value, expires); err == nil {
+		if err := s.store.RenewSession(r.Context(), c.Value, expires); err != nil {
+			s.log.Warn("renew session", "err", err)
+		} else {
 			s.setSessionCookie(w, c.Value, expires)
+			out.expires = expires
 		}
 	}
 	return out, true
 }
 
 // startSession signs the browser in as user: a new session and its cookie.
-// tok is the user's Zoom grant (nil for the dev-mode demo user).
-func (s *Server) startSession(ctx context.Context, w http.ResponseWriter, u store.User, tok *store.ZoomToken) error {
+// tok is the user's Zoom grant (nil for the dev-mode demo user). A session
+// the browser already had ends, with its sockets.
+func (s *Server) startSession(ctx context.Context, w http.ResponseWriter, r *http.Request, u store.User, tok *store.ZoomToken) error {
+	if old, ok := s.sessionFrom(nil, r); ok {
+		if err := s.store.EndSession(ctx, old.id); err != nil {
+			return err
+		}
+		s.hub.DropTag(old.user, old.key, hub.ReasonLogout)
+	}
 	b := make([]byte, 32)
 	rand.Read(b)
 	id := base64.RawURLEncoding.EncodeToString(b)

@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"onair/hub"
 )
@@ -166,7 +169,8 @@ func TestCookieWritesNeedAnAllowedOrigin(t *testing.T) {
 func TestSettingsRejectsBadBodies(t *testing.T) {
 	e := newEnv(t)
 	auth := http.Header{"Authorization": {"Bearer " + e.token("u1")}}
-	for _, body := range []string{`{`, `{"auto_send_bot": "yes"}`, `[]`, ``} {
+	for _, body := range []string{`{`, `{"auto_send_bot": "yes"}`, `[]`, ``, `null`, `{"auto_send_bot": null}`,
+		`{"auto_send_bot": true} garbage`, `{"auto_send_bot": false}{"auto_send_bot": 1}`, `{"auto_send_bot": 1}`} {
 		resp, b := e.request(http.MethodPut, "/api/v1/me/settings", []byte(body), auth)
 		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), `"code"`) {
 			t.Fatalf("body %q: %d %s, want 400 with an error", body, resp.StatusCode, b)
@@ -174,6 +178,14 @@ func TestSettingsRejectsBadBodies(t *testing.T) {
 	}
 	if u, _ := e.store.User(t.Context(), "u1"); u.AutoSendBot {
 		t.Fatal("a bad body changed the setting")
+	}
+	// JSON keys are case-sensitive: a differently cased key is an unknown
+	// field, ignored whatever its type.
+	for _, body := range []string{`{"Auto_Send_Bot": true}`, `{"AUTO_SEND_BOT": "x"}`, `{}`} {
+		resp, b := e.request(http.MethodPut, "/api/v1/me/settings", []byte(body), auth)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"auto_send_bot":false`) {
+			t.Fatalf("body %s: %d %s, want 200 and no change", body, resp.StatusCode, b)
+		}
 	}
 	resp, b := e.request(http.MethodPut, "/api/v1/me/settings", []byte(`{"auto_send_bot": true, "theme": "dark"}`), auth)
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"auto_send_bot":true`) {
@@ -332,5 +344,62 @@ func TestSimulateGoesThroughTheWebhookPath(t *testing.T) {
 	}
 	if resp, _ := newEnv(t).request(http.MethodPost, "/api/v1/dev/simulate", []byte(`{"event":"started"}`), nil); resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("simulate outside dev mode: %d, want 404", resp.StatusCode)
+	}
+}
+
+// A logout between a socket's handshake and its hello leaves no socket of
+// that session behind.
+func TestLogoutBeforeHelloClosesTheSocket(t *testing.T) {
+	e := newEnv(t, dev)
+	sess := e.demoSignIn()
+	c := e.dial(withCookie(sess, e.origin)) // the handshake has seen the session
+	if resp, _ := e.request(http.MethodPost, "/auth/logout", nil, withCookie(sess, e.origin)); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("logout: %d", resp.StatusCode)
+	}
+	c.sendJSON(map[string]any{"type": "hello"})
+	c.expectClose(closeUnauthorized)
+}
+
+// A socket renews its session like any request, and lasts no longer than it.
+func TestSocketRenewsAndEndsWithItsSession(t *testing.T) {
+	clock := &fakeClock{now: time.Now()}
+	e := newEnv(t, dev, func(c *Config, _ *hub.Options) {
+		c.Now, c.SessionTTL, c.PingInterval = clock.Now, 4*time.Hour, time.Second
+	})
+	sess := e.demoSignIn()
+	clock.Add(2 * time.Hour)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, resp, err := websocket.Dial(ctx, e.wsURL(), &websocket.DialOptions{HTTPHeader: withCookie(sess, e.origin)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseNow()
+	if c := sessionCookieOf(resp); c == nil || c.Value != sess {
+		t.Fatalf("the 101 carries no renewed session cookie: %v", resp.Header["Set-Cookie"])
+	}
+	c := &wsClient{t: t, conn: conn}
+	c.sendJSON(map[string]any{"type": "hello"})
+	if w := c.read(); w.Type != "welcome" {
+		t.Fatalf("first frame %s", w.Raw)
+	}
+	clock.Add(5 * time.Hour) // past the renewed expiry
+	c.expectClose(closeUnauthorized)
+}
+
+// Signing in again in the same browser ends the session it had.
+func TestSignInAgainEndsThePreviousSession(t *testing.T) {
+	e := newEnv(t, dev)
+	first := e.demoSignIn()
+	sock, _ := e.connectCookie(first)
+	h := withCookie(first, e.origin)
+	resp, _ := e.request(http.MethodPost, "/auth/demo", nil, h)
+	second := sessionCookieOf(resp)
+	if second == nil || second.Value == first {
+		t.Fatalf("second sign-in: %d, cookie %v", resp.StatusCode, second)
+	}
+	sock.expectClose(closeUnauthorized)
+	if resp, _ := e.request(http.MethodGet, "/api/v1/me", nil, withCookie(first, "")); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("the first session after signing in again: %d, want 401", resp.StatusCode)
 	}
 }

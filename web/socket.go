@@ -37,6 +37,7 @@ const maxClientFrame = 4096
 type tab struct {
 	srv  *Server
 	conn *websocket.Conn
+	raw  net.Conn // the hijacked connection under conn
 	slot int
 	sub  *hub.Subscription
 	user string
@@ -65,16 +66,20 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "forbidden_origin", "origin not allowed")
 		return
 	}
+	// The session is read (and renewed: the cookie goes out with the 101)
+	// before the request is handed over.
+	var sess *session
+	if ss, ok := s.sessionFrom(w, r); ok {
+		sess = &ss
+	}
 	// The origin was checked above against the exact allowed list.
-	conn, err := websocket.Accept(leanHijacker{w}, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	hj := &leanHijacker{ResponseWriter: w}
+	conn, err := websocket.Accept(hj, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 	if err != nil {
 		return // Accept has answered the request
 	}
 	conn.SetReadLimit(maxClientFrame)
-	t := &tab{srv: s, conn: conn}
-	if sess, ok := s.sessionFrom(nil, r); ok {
-		t.session = &sess
-	}
+	t := &tab{srv: s, conn: conn, raw: hj.conn, session: sess}
 	s.conns.Add(1)
 	if !s.tabs.add(t) {
 		t.close(websocket.StatusServiceRestart, "server restarting", "shutdown")
@@ -108,14 +113,19 @@ const socketBuffer = 512
 const socketSendBuffer = 64 << 10
 
 // leanHijacker hands the WebSocket library small buffers instead of
-// net/http's two 4 KiB ones: at 15,000 idle tabs that is 100 MiB.
-type leanHijacker struct{ http.ResponseWriter }
+// net/http's two 4 KiB ones: at 15,000 idle tabs that is 100 MiB. It keeps
+// the hijacked connection, which closes a socket the library cannot.
+type leanHijacker struct {
+	http.ResponseWriter
+	conn net.Conn
+}
 
-func (h leanHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+func (h *leanHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	conn, rw, err := http.NewResponseController(h.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
 	}
+	h.conn = conn
 	if tc, ok := conn.(*net.TCPConn); ok {
 		tc.SetWriteBuffer(socketSendBuffer)
 	}
@@ -231,6 +241,15 @@ func (t *tab) welcome(ctx context.Context, since *store.Position) bool {
 		return false
 	}
 	t.sub = sub
+	if t.session != nil {
+		// A logout between the handshake and this subscription dropped no
+		// socket of this tab: look again now that a logout would.
+		if _, err := s.store.Session(ctx, t.session.id); err != nil {
+			sub.Cancel()
+			t.close(closeUnauthorized, "session ended", "logout")
+			return false
+		}
+	}
 	w, err := s.store.Welcome(ctx, t.user, since, s.cfg.MaxReplay)
 	if err != nil {
 		sub.Cancel()
@@ -380,10 +399,18 @@ func (t *tab) readFailed(err error) {
 	t.close(websocket.StatusNormalClosure, "", reason)
 }
 
-// close closes the socket once, recording why.
+// closeGrace bounds a close handshake. The library waits up to 5 s to write
+// the close frame and 5 s more for the client's reply, and cannot be cut
+// short meanwhile; a client that stopped reading gives neither, and its
+// socket would stay open (and count as a tab) for 10 s after it was dropped.
+const closeGrace = 2 * time.Second
+
+// close closes the socket once, recording why; after closeGrace the
+// connection is closed whatever the handshake's state.
 func (t *tab) close(code websocket.StatusCode, text, reason string) {
 	t.closeOnce.Do(func() {
 		t.srv.metrics.wsDisconnects.WithLabelValues(reason).Inc()
 		go t.conn.Close(code, text) // the close handshake may take seconds
+		time.AfterFunc(closeGrace, func() { t.raw.Close() })
 	})
 }

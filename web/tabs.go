@@ -72,7 +72,13 @@ func (ts *tabSet) run(ctx context.Context) {
 			}
 		}
 		ts.mu.Unlock()
+		now := ts.srv.cfg.Now()
 		for _, t := range tabs {
+			if t.session != nil && now.After(t.session.expires) {
+				// A signed-in browser's socket lasts no longer than its session.
+				t.close(closeUnauthorized, "session expired", "auth")
+				continue
+			}
 			go t.ping()
 		}
 	}

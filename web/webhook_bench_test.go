@@ -68,7 +68,7 @@ func BenchmarkWebhookHandler(b *testing.B) {
 	bw := &benchWebhooks{secret: []byte("bench-webhook-secret"), template: template}
 	h := hub.New(hub.Options{})
 	st, err := store.Open(context.Background(), store.Options{
-		Path: filepath.Join(b.TempDir(), "onair.db"), OnCommit: Publish(h),
+		Path: filepath.Join(b.TempDir(), "onair.db"), OnCommit: Publish(h, nil),
 	})
 	if err != nil {
 		b.Fatal(err)

@@ -82,10 +82,7 @@ func (s *Server) refreshZoomToken(ctx context.Context, user string) (string, err
 	nt, err := s.cfg.Zoom.Refresh(ctx, t.Refresh)
 	if zoom.IsInvalidGrant(err) {
 		s.log.Warn("zoom refused the refresh token: the user must sign in again", "user", user)
-		if err := s.store.DeleteZoomToken(ctx, user); err != nil {
-			return "", err
-		}
-		if err := s.store.EndSessions(ctx, user); err != nil {
+		if err := s.store.RevokeZoomGrant(ctx, user); err != nil {
 			return "", err
 		}
 		s.hub.DropSessions(user, hub.ReasonLogout)
@@ -94,7 +91,18 @@ func (s *Server) refreshZoomToken(ctx context.Context, user string) (string, err
 	if err != nil {
 		return "", err
 	}
-	if err := s.store.SaveZoomToken(ctx, user, store.ZoomToken{Access: nt.Access, Refresh: nt.Refresh, Expiry: nt.Expiry, Scope: nt.Scope}); err != nil {
+	// Zoom has already killed the old refresh token: losing the new one
+	// would sign the user out at the next refresh, so the save is retried.
+	saved := store.ZoomToken{Access: nt.Access, Refresh: nt.Refresh, Expiry: nt.Expiry, Scope: nt.Scope}
+	for attempt := 1; ; attempt++ {
+		err = s.store.SaveZoomToken(ctx, user, saved)
+		if err == nil || errors.Is(err, store.ErrNotFound) || attempt == 3 {
+			break
+		}
+		time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
+	}
+	if err != nil {
+		s.log.Error("saving a rotated Zoom refresh token failed: the user will have to sign in again", "user", user, "err", err)
 		return "", err
 	}
 	return nt.Access, nil

@@ -104,6 +104,24 @@ func sameSession(t *testing.T, from context.Context, base string) context.Contex
 
 func ptr[T any](v T) *T { return &v }
 
+// setOnline turns the browser's network state (navigator.onLine and its
+// events) off or on.
+func setOnline(t *testing.T, ctx context.Context, online bool) {
+	t.Helper()
+	err := chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		if _, err := cdp.Call(ctx, tg, network.Enable, network.EnableParams{}); err != nil {
+			return err
+		}
+		_, err := cdp.Call(ctx, tg, network.OverrideNetworkState, network.OverrideNetworkStateParams{
+			Offline: !online, DownloadThroughput: -1, UploadThroughput: -1,
+		})
+		return err
+	}))
+	if err != nil {
+		t.Fatalf("set online %v: %v", online, err)
+	}
+}
+
 // do runs steps with a deadline, failing the test with what was being done.
 func do(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
@@ -114,14 +132,24 @@ func do(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action
 	}
 }
 
-// waitFor waits until js is truthy in the page.
+// waitFor waits until js is truthy in the page. It evaluates js again and
+// again rather than querying nodes, so a navigation meanwhile (a form post
+// and its redirect) cannot leave it watching the old document.
 func waitFor(t *testing.T, ctx context.Context, what, js string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](js, chromedp.WithPollingInterval(20*time.Millisecond))); err != nil {
-		t.Fatalf("%s: %v", what, err)
+	deadline := time.Now().Add(15 * time.Second)
+	var err error
+	for time.Now().Before(deadline) {
+		ectx, cancel := context.WithTimeout(ctx, time.Second)
+		var ok bool
+		ok, err = chromedp.Run(ectx, chromedp.Evaluate[bool](`(() => { try { return !!(`+js+`); } catch (e) { return false; } })()`))
+		cancel()
+		if err == nil && ok {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
+	t.Fatalf("%s: not true within 15 s (last error: %v)", what, err)
 }
 
 func eval[T any](t *testing.T, ctx context.Context, js string) T {
@@ -217,8 +245,8 @@ func signIn(t *testing.T, ctx context.Context, s *browserServer, fz *fakezoom.Zo
 		chromedp.Navigate(s.base+"/"),
 		chromedp.WaitVisible(`a[href="/auth/zoom/login"]`),
 		chromedp.Click(`a[href="/auth/zoom/login"]`),
-		chromedp.WaitVisible(`#connection[data-state="connected"]`),
 	)
+	waitFor(t, ctx, "signed in as "+user, `document.querySelector('#connection').dataset.state === 'connected'`)
 }
 
 func openPage(t *testing.T, ctx context.Context, s *browserServer) {
@@ -306,19 +334,26 @@ func TestBrowserLivePage(t *testing.T) {
 	}
 	screenshot(t, alice, "bot-state")
 
-	// The server dies; what happens while the page is away shows up after it reconnects.
+	// The server dies, and the first tab is offline while a meeting starts:
+	// it shows the meeting once it is back, from the resume.
 	s.proc.kill()
 	do(t, alice, "the page notices", chromedp.WaitVisible(`#connection[data-state="reconnecting"]`))
+	setOnline(t, alice, false)
+	waitFor(t, alice, "the page knows it is offline", `document.querySelector('#connection').dataset.state === 'offline'`)
 	s.start()
 	const whileDown = "while-down/Pq1=="
 	s.webhook(zoom.EventMeetingStarted, whileDown, "zu-alice", "Started while the page was away")
-	for _, tab := range []context.Context{alice, alice2} {
-		do(t, tab, "reconnect and resume", chromedp.WaitVisible(`#connection[data-state="connected"]`), chromedp.WaitVisible(promptSel(whileDown)))
+	waitFor(t, alice2, "the other tab reconnects and shows it", `document.querySelector('#connection').dataset.state === 'connected' && document.querySelector(`+strconv.Quote(promptSel(whileDown))+`) !== null`)
+	if n := eval[int](t, alice, `document.querySelectorAll(`+strconv.Quote(promptSel(whileDown))+`).length`); n != 0 {
+		t.Fatal("the offline tab shows the meeting before it reconnected")
 	}
+	setOnline(t, alice, true)
+	waitFor(t, alice, "back online, the tab resumes and shows it", `document.querySelector('#connection').dataset.state === 'connected' && document.querySelector(`+strconv.Quote(promptSel(whileDown))+`) !== null`)
 	do(t, alice, "the bot state survives", chromedp.WaitVisible(botState))
 
 	// Logout ends the session: both tabs' sockets close.
-	do(t, alice, "sign out", chromedp.Click(`form[action="/auth/logout"] button`), chromedp.WaitVisible(`a[href="/auth/zoom/login"]`))
+	do(t, alice, "sign out", chromedp.Click(`form[action="/auth/logout"] button`))
+	waitFor(t, alice, "signed out", `document.querySelector('a[href="/auth/zoom/login"]') !== null`)
 	waitFor(t, alice2, "the other tab's socket closes", `document.querySelector('#connection').dataset.state === 'closed'`)
 	// Both of the session's sockets were closed by the logout.
 	if status, body := httpGet(t, s.base+"/metrics"); !strings.Contains(body, `onair_ws_disconnects_total{reason="logout"} 2`) {
@@ -334,11 +369,8 @@ func TestBrowserSignInErrorShowsOnThePage(t *testing.T) {
 	s := startBrowserServer(t, fz)
 	b := newBrowser(t)
 	fz.Deny(true)
-	do(t, b, "sign in and deny",
-		chromedp.Navigate(s.base+"/"),
-		chromedp.Click(`a[href="/auth/zoom/login"]`),
-		chromedp.WaitVisible(`.error-banner[role="alert"]`),
-	)
+	do(t, b, "sign in and deny", chromedp.Navigate(s.base+"/"), chromedp.Click(`a[href="/auth/zoom/login"]`))
+	waitFor(t, b, "the error shows", `document.querySelector('.error-banner[role="alert"]') !== null`)
 	if msg := eval[string](t, b, `document.querySelector('.error-banner').textContent`); !strings.Contains(msg, "cancelled") {
 		t.Fatalf("error on the page: %q", msg)
 	}
@@ -353,12 +385,8 @@ func TestBrowserDevModeDemo(t *testing.T) {
 	startOnair(t, dir, cleanEnv(), "serve", "--addr", fmt.Sprintf("127.0.0.1:%d", port), "--db", filepath.Join(dir, "onair.db"))
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	b := newBrowser(t)
-	do(t, b, "sign in as the demo user",
-		chromedp.Navigate(base+"/"),
-		chromedp.Click(`form[action="/auth/demo"] button`),
-		chromedp.WaitVisible(`#connection[data-state="connected"]`),
-		chromedp.WaitVisible(`#simulate`),
-	)
+	do(t, b, "sign in as the demo user", chromedp.Navigate(base+"/"), chromedp.Click(`form[action="/auth/demo"] button`))
+	waitFor(t, b, "the signed-in page", `document.querySelector('#simulate') !== null && document.querySelector('#connection').dataset.state === 'connected'`)
 	do(t, b, "simulate a meeting",
 		chromedp.SetValue(`#simulate-topic`, "Demo standup"),
 		chromedp.Click(`[data-action="simulate-start"]`),

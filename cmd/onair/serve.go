@@ -65,7 +65,17 @@ func runServe(ctx context.Context, o *options, args []string, stdout, stderr io.
 	// then begins as soon as the server runs (a canceled Open is no failure).
 	startCtx := context.WithoutCancel(ctx)
 	h := hub.New(hub.Options{MaxTabs: cfg.MaxTabs})
-	st, err := store.Open(startCtx, store.Options{Path: cfg.DB, Sync: store.Sync(cfg.DBSync), OnCommit: web.Publish(h), SecretKey: cfg.SecretKey})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var st *store.Store // read by the live-meetings gauge only once serving
+	metrics := web.NewMetrics(reg, func() float64 {
+		n, err := st.CountLive(context.Background())
+		if err != nil {
+			return 0
+		}
+		return float64(n)
+	})
+	st, err = store.Open(startCtx, store.Options{Path: cfg.DB, Sync: store.Sync(cfg.DBSync), OnCommit: web.Publish(h, metrics), SecretKey: cfg.SecretKey})
 	if err != nil {
 		return fmt.Errorf("open database %s: %w", cfg.DB, err)
 	}
@@ -77,15 +87,6 @@ func runServe(ctx context.Context, o *options, args []string, stdout, stderr io.
 		}
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := web.NewMetrics(reg, func() float64 {
-		n, err := st.CountLive(context.Background())
-		if err != nil {
-			return 0
-		}
-		return float64(n)
-	})
 	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	publicURL, err := url.Parse(cfg.PublicURL)
 	if err != nil {

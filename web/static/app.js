@@ -7,6 +7,8 @@ const $ = (sel, root = document) => root.querySelector(sel);
 
 const main = document.getElementById("main");
 const dev = main.dataset.dev === "true";
+// The user this page was rendered for (its header names them).
+const pageUser = main.dataset.userId || null;
 const list = document.getElementById("meetings");
 const listEmpty = document.getElementById("meetings-empty");
 const promptBox = document.getElementById("prompt");
@@ -16,6 +18,7 @@ const reconnectButton = $('[data-action="reconnect"]');
 const notifyButton = document.getElementById("enable-notifications");
 const statusLine = document.getElementById("status");
 const announcer = document.getElementById("announcer");
+const connAnnouncer = document.getElementById("connection-announcer");
 const autoSend = document.getElementById("auto-send");
 const simulateForm = document.getElementById("simulate-form");
 const simulateTopic = document.getElementById("simulate-topic");
@@ -32,6 +35,12 @@ const items = new Map();
 const prompts = new Map();
 // Requests in flight, as "action uuid".
 const pending = new Set();
+// meeting uuid -> "request_id state" of the bot last shown or announced, so a
+// bot.updated frame is announced only when it brings a change.
+const botSeen = new Map();
+// meeting uuid -> topic, kept a while after the meeting ended: a bot update
+// may follow the end (e.g. the bot left).
+const topics = new Map();
 let welcomes = 0;
 let nextId = 0;
 
@@ -59,6 +68,17 @@ function formatStart(iso) {
 
 function topicOf(m) {
   return (m && m.topic) || "Untitled meeting";
+}
+
+function rememberTopic(m) {
+  if (!m || typeof m.uuid !== "string") return;
+  topics.delete(m.uuid);
+  topics.set(m.uuid, topicOf(m));
+  if (topics.size > 200) topics.delete(topics.keys().next().value);
+}
+
+function botKey(bot) {
+  return bot ? `${bot.request_id} ${bot.state}` : "";
 }
 
 function byStartDesc(a, b) {
@@ -376,7 +396,45 @@ document.addEventListener("visibilitychange", () => {
 
 let countdown = 0;
 
+// The connection state last announced to screen readers ("closed:reason" for
+// closed), null until the first connection: the page's own initial
+// "Connected" is not announced, nor are the countdown's ticks.
+let announcedState = null;
+
+function announceConnection(s) {
+  let text;
+  switch (s.state) {
+    case "connected":
+      text = "Connected";
+      break;
+    case "reconnecting":
+      // A gap repair reconnects at once; it is no news unless it fails.
+      if (s.reason === "resync") return;
+      text = "Connection lost, reconnecting";
+      break;
+    case "offline":
+      text = "Offline";
+      break;
+    case "closed":
+      if (s.reason === "client") return; // this page closed it (reloading)
+      text = s.reason === "unauthorized" ? "Signed out" : s.reason === "too_many_tabs" ? "Disconnected: too many open tabs" : "Disconnected";
+      break;
+    default:
+      return; // "connecting": a step on the way to one of the above
+  }
+  const key = s.state === "closed" ? `closed:${s.reason}` : s.state;
+  if (announcedState === null && key === "connected") {
+    announcedState = key;
+    return;
+  }
+  if (key === announcedState) return;
+  announcedState = key;
+  connAnnouncer.textContent = text;
+}
+
 function showConnection(s) {
+  if (reloading) return;
+  announceConnection(s);
   clearInterval(countdown);
   connection.dataset.state = s.state;
   reconnectButton.hidden = !(s.state === "reconnecting" || (s.state === "closed" && s.reason === "too_many_tabs"));
@@ -423,15 +481,69 @@ function signedOut() {
   statusLine.replaceChildren("You are signed out. ", h("a", { href: "/" }, "Sign in again"));
 }
 
+// ---- another user ------------------------------------------------------------------
+
+// The session now belongs to someone else (signed in as another user in
+// another tab), or the socket disagrees with the page about who is signed
+// in: reload, so the header never names one user over another's meetings.
+const RELOAD_KEY = "onair.reloadedFor";
+let reloading = false;
+
+function reloadForUser(user) {
+  if (reloading) return;
+  reloading = true;
+  clearInterval(countdown);
+  client.close();
+  let last = null;
+  try {
+    last = JSON.parse(sessionStorage.getItem(RELOAD_KEY) || "null");
+  } catch {
+    // storage disabled: no loop guard
+  }
+  if (last && last.user === user && Date.now() - last.at < 10000) {
+    // Reloaded for this a moment ago and the page still disagrees: stop
+    // here instead of reloading in a loop.
+    keepFocus(list, null);
+    for (const uuid of [...prompts.keys()]) removePrompt(uuid);
+    list.replaceChildren();
+    items.clear();
+    listEmpty.hidden = false;
+    connection.dataset.state = "closed";
+    connText.textContent = "Disconnected";
+    reconnectButton.hidden = true;
+    clearTimeout(statusTimer);
+    statusLine.dataset.kind = "error";
+    statusLine.replaceChildren("You are signed in as someone else now. ", h("a", { href: "/" }, "Reload the page"));
+    return;
+  }
+  try {
+    sessionStorage.setItem(RELOAD_KEY, JSON.stringify({ user, at: Date.now() }));
+  } catch {
+    // storage full or disabled
+  }
+  location.reload();
+}
+
+client.on("user", (u) => reloadForUser(u.user));
+
 // ---- stream events ---------------------------------------------------------------
 
 client.on("state", showConnection);
 
 client.on("welcome", (w) => {
   welcomes++;
+  if (pageUser && w.user && w.user !== pageUser) {
+    reloadForUser(w.user);
+    return;
+  }
+  if (reloading) return;
   if (w.resumed) return; // the missed frames follow
   const before = new Set(items.keys());
   apiBots.clear();
+  // A snapshot is no news: what it shows is taken as seen, not announced.
+  botSeen.clear();
+  for (const m of w.meetings) rememberTopic(m);
+  for (const b of w.bots) botSeen.set(b.meeting_uuid, botKey(b));
   renderList();
   syncPrompts();
   // Meetings that started while this tab was away (not on the first load).
@@ -442,6 +554,7 @@ client.on("welcome", (w) => {
 });
 
 client.on("meeting.started", (m) => {
+  rememberTopic(m);
   renderMeeting(m.uuid);
   if (m.role === "host") {
     showPrompt(m);
@@ -449,10 +562,16 @@ client.on("meeting.started", (m) => {
   }
 });
 
-client.on("meeting.joined", (m) => renderMeeting(m.uuid));
+client.on("meeting.joined", (m) => {
+  rememberTopic(m);
+  renderMeeting(m.uuid);
+});
 
 for (const type of ["meeting.ended", "meeting.left"]) {
   client.on(type, (m) => {
+    if (m.topic) rememberTopic(m);
+    // A bot update after the end (e.g. the bot left) is news again.
+    botSeen.delete(m.uuid);
     apiBots.delete(m.uuid);
     removePrompt(m.uuid);
     renderMeeting(m.uuid);
@@ -460,10 +579,35 @@ for (const type of ["meeting.ended", "meeting.left"]) {
 }
 
 client.on("bot.updated", (bot) => {
-  if (apiBots.get(bot.meeting_uuid)?.request_id === bot.request_id) apiBots.delete(bot.meeting_uuid);
-  removePrompt(bot.meeting_uuid);
-  renderMeeting(bot.meeting_uuid);
+  const uuid = bot.meeting_uuid;
+  // An older request's late update, while a newer one is shown: not news.
+  const shown = botFor(uuid);
+  const stale = !!shown && shown.request_id !== bot.request_id && (Date.parse(shown.updated_at) || 0) > (Date.parse(bot.updated_at) || 0);
+  if (apiBots.get(uuid)?.request_id === bot.request_id) apiBots.delete(uuid);
+  removePrompt(uuid);
+  renderMeeting(uuid);
+  if (!stale) announceBot(bot);
 });
+
+// announceBot tells screen readers (and shows in the status line) a bot state
+// change pushed by the server: cancelled in another tab or because the
+// meeting ended, dispatched, joining, joined, left, failed. Changes this tab
+// made itself are said by sendBot and cancelBot instead.
+function announceBot(bot) {
+  const uuid = bot.meeting_uuid;
+  const key = botKey(bot);
+  if (botSeen.get(uuid) === key) return;
+  botSeen.set(uuid, key);
+  if (bot.state === "requested" && isPending("send-bot", uuid)) return;
+  if (bot.state === "cancelled" && isPending("cancel-bot", uuid)) return;
+  const m = client.meetings.get(uuid);
+  const topic = m ? topicOf(m) : (topics.get(uuid) ?? "your meeting");
+  if (bot.state === "failed") {
+    say(bot.detail ? `Bot for ${topic} failed: ${bot.detail}` : `Bot for ${topic}: failed`, "error");
+  } else {
+    say(`Bot for ${topic}: ${bot.state}`);
+  }
+}
 
 // ---- actions ------------------------------------------------------------------------
 
@@ -473,7 +617,10 @@ async function sendBot(uuid) {
   setPending("send-bot", uuid, true);
   try {
     const data = await api("POST", meetingPath(uuid));
-    if (data && data.bot) apiBots.set(uuid, data.bot);
+    if (data && data.bot) {
+      apiBots.set(uuid, data.bot);
+      botSeen.set(uuid, botKey(botFor(uuid)));
+    }
     removePrompt(uuid);
     renderMeeting(uuid);
     say(`Bot requested for ${topic}.`);
@@ -491,7 +638,10 @@ async function cancelBot(uuid) {
   setPending("cancel-bot", uuid, true);
   try {
     const data = await api("DELETE", meetingPath(uuid));
-    if (data && data.bot) apiBots.set(uuid, data.bot);
+    if (data && data.bot) {
+      apiBots.set(uuid, data.bot);
+      botSeen.set(uuid, botKey(botFor(uuid)));
+    }
     renderMeeting(uuid);
     say(`Bot cancelled for ${topic}.`);
   } catch (err) {

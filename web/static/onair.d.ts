@@ -117,6 +117,20 @@ export interface WelcomeEvent {
   bots: Bot[];
 }
 
+/**
+ * A welcome named another user than the previous welcome of this client (the token
+ * or the session cookie now belongs to someone else). Emitted before that welcome is
+ * applied, with the previous user's meetings, bots and position already dropped; the
+ * welcome then applies as a fresh snapshot. Pages that show who is signed in should
+ * start over (e.g. location.reload()).
+ */
+export interface UserChangeEvent {
+  /** The user of the previous welcome. */
+  previous: string;
+  /** The user of this welcome (also client.user from now on). */
+  user: string;
+}
+
 export interface OnairEvents {
   "meeting.started": (meeting: Meeting, frame: MeetingFrame) => void;
   "meeting.ended": (meeting: Meeting, frame: MeetingFrame) => void;
@@ -124,6 +138,8 @@ export interface OnairEvents {
   "meeting.left": (meeting: Meeting, frame: MeetingFrame) => void;
   "bot.updated": (bot: Bot, frame: BotFrame) => void;
   welcome: (welcome: WelcomeEvent) => void;
+  /** Another user than the previous welcome's: local state was dropped. */
+  user: (change: UserChangeEvent) => void;
   state: (state: ConnectionState) => void;
   /** Every frame received, after it was applied. */
   frame: (frame: Frame) => void;
@@ -151,7 +167,7 @@ export declare class OnairClient {
   readonly meetings: Map<string, Meeting>;
   /** The latest bot request per live meeting, by meeting uuid. */
   readonly bots: Map<string, Bot>;
-  /** The user id from the last welcome, or null before the first. */
+  /** The user id from the last welcome (see the "user" event), or null before the first. */
   readonly user: string | null;
   /** The position of the last frame applied, sent as "since" on reconnect. */
   readonly position: { epoch: string; seq: number } | null;

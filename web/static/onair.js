@@ -14,6 +14,7 @@
 //   client.on("bot.updated",     (bot, frame) => { ... });
 //   client.on("state",   (s) => { ... });  // {state, retryAt?, code?, reason?, message?}
 //   client.on("welcome", (w) => { ... });  // {user, epoch, seq, resumed, meetings, bots}
+//   client.on("user",    (u) => { ... });  // {previous, user}: another user now
 //   client.meetings;  // Map uuid -> Meeting: the live meetings, kept up to date
 //   client.bots;      // Map meeting_uuid -> Bot: the latest request of each live meeting
 //   client.close();
@@ -42,6 +43,16 @@
 //                   client's current state as arrays. When resumed is false the
 //                   state was replaced by the server's snapshot: re-render from it.
 //                   When resumed is true the missed frames follow as events.
+//   "user"          ({previous, user}) when a welcome names another user than
+//                   the previous welcome did (the token or the session cookie
+//                   now belongs to someone else). Emitted before that welcome is
+//                   applied, with the previous user's state already dropped:
+//                   client.meetings and client.bots are empty, client.position
+//                   is null and client.user is the new user. The welcome then
+//                   applies as a fresh snapshot (a "welcome" event with resumed
+//                   false follows; a resumed welcome is refused and the client
+//                   reconnects for a snapshot). A page that shows who is signed
+//                   in should start over (e.g. location.reload()).
 //   "state"         ({state, retryAt?, code?, reason?, message?}) on every change:
 //                   "connecting"   opening the socket / waiting for the welcome
 //                   "connected"    welcome received; frames flow
@@ -86,7 +97,7 @@ export function isBotActive(bot) {
 }
 
 const MEETING_EVENTS = new Set(["meeting.started", "meeting.ended", "meeting.joined", "meeting.left"]);
-const EVENTS = new Set([...MEETING_EVENTS, "bot.updated", "welcome", "state", "frame"]);
+const EVENTS = new Set([...MEETING_EVENTS, "bot.updated", "welcome", "user", "state", "frame"]);
 
 const CLOSE_REASONS = {
   1003: "protocol",
@@ -441,6 +452,20 @@ class OnairClient {
       this._resync("second welcome");
       return;
     }
+    const user = typeof w.user === "string" && w.user !== "" ? w.user : null;
+    if (user !== null && this.user !== null && user !== this.user) {
+      // Another identity: nothing of the previous user's state may survive,
+      // not even the position (a resume would continue their stream).
+      const previous = this.user;
+      this.meetings = new Map();
+      this.bots = new Map();
+      this.position = null;
+      this.user = user;
+      const gen = this._generation;
+      this._emit("user", { previous, user });
+      // A listener may have closed or reconnected the client.
+      if (gen !== this._generation || this._closed || this._stopped) return;
+    }
     const pos = this.position;
     const seq = typeof w.seq === "number" ? w.seq : 0;
     if (w.resumed) {
@@ -468,7 +493,7 @@ class OnairClient {
     this._welcomed = true;
     this._attempt = 0;
     this._fastCap = false;
-    this.user = w.user ?? null;
+    if (user !== null) this.user = user;
     this._setState({ state: "connected" });
     this._emit("welcome", {
       user: this.user,
