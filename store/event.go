@@ -93,7 +93,8 @@ func (s *Store) Welcome(ctx context.Context, user string, since *Position, maxRe
 	defer tx.Rollback()
 	var w Welcome
 	var gen string
-	err = tx.QueryRowContext(ctx, `SELECT seq, gen FROM users WHERE id = ?`, user).Scan(&w.Seq, &gen)
+	q := s.reader(tx)
+	err = q.QueryRowContext(ctx, `SELECT seq, gen FROM users WHERE id = ?`, user).Scan(&w.Seq, &gen)
 	if err == sql.ErrNoRows {
 		return Welcome{}, ErrNotFound
 	}
@@ -102,7 +103,7 @@ func (s *Store) Welcome(ctx context.Context, user string, since *Position, maxRe
 	}
 	w.Epoch = s.userEpoch(gen)
 	if since != nil && since.Epoch == w.Epoch && since.Seq >= 0 && since.Seq <= w.Seq && w.Seq-since.Seq <= int64(maxReplay) {
-		entries, err := entriesAfter(ctx, tx, user, w.Epoch, since.Seq, w.Seq)
+		entries, err := entriesAfter(ctx, q, user, w.Epoch, since.Seq, w.Seq)
 		if err != nil {
 			return Welcome{}, err
 		}
@@ -112,10 +113,10 @@ func (s *Store) Welcome(ctx context.Context, user string, since *Position, maxRe
 			return w, nil
 		}
 	}
-	if w.Meetings, err = liveMeetings(ctx, tx, user); err != nil {
+	if w.Meetings, err = liveMeetings(ctx, q, user); err != nil {
 		return Welcome{}, err
 	}
-	if w.Bots, err = liveBots(ctx, tx, user); err != nil {
+	if w.Bots, err = liveBots(ctx, q, user); err != nil {
 		return Welcome{}, err
 	}
 	return w, nil

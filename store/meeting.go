@@ -178,6 +178,7 @@ func (s *Store) LiveMeetings(ctx context.Context, user string) ([]Meeting, error
 
 type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
 func liveMeetings(ctx context.Context, q querier, user string) ([]Meeting, error) {

@@ -71,6 +71,7 @@ type Store struct {
 	ckptStop, ckptDone chan struct{}
 	catchUp            atomic.Bool // the checkpointer asks the writer to help
 	aead               cipher.AEAD // seals Zoom tokens; nil without a SecretKey
+	readStmts          readStmts
 	closeOnce          sync.Once
 	closeErr           error
 }
