@@ -64,3 +64,32 @@ func TestWALStartsOverUnderSteadyWrites(t *testing.T) {
 		t.Fatalf("the WAL grew to %d frames under steady writes (%d writes)", longest, n.Load())
 	}
 }
+
+// The first welcomes after a start come all at once (a reconnect storm):
+// with more of them than read connections, none may wait for a connection
+// it can only get from another of them.
+func TestManyFirstWelcomesAtOnce(t *testing.T) {
+	s, err := Open(context.Background(), Options{Path: filepath.Join(t.TempDir(), "onair.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.w.do(context.Background(), func(tx *Tx) error { return tx.createUser("u") }); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range 64 {
+		wg.Go(func() {
+			var since *Position
+			if i%2 == 0 {
+				since = &Position{Epoch: "x", Seq: 0}
+			}
+			if _, err := s.Welcome(ctx, "u", since, 100); err != nil {
+				t.Errorf("welcome %d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+}

@@ -94,7 +94,7 @@ func (s *Store) Welcome(ctx context.Context, user string, since *Position, maxRe
 	var w Welcome
 	var gen string
 	q := s.reader(tx)
-	err = q.QueryRowContext(ctx, `SELECT seq, gen FROM users WHERE id = ?`, user).Scan(&w.Seq, &gen)
+	err = q.QueryRowContext(ctx, qPosition, user).Scan(&w.Seq, &gen)
 	if err == sql.ErrNoRows {
 		return Welcome{}, ErrNotFound
 	}
@@ -122,9 +122,13 @@ func (s *Store) Welcome(ctx context.Context, user string, since *Position, maxRe
 	return w, nil
 }
 
+const (
+	qPosition     = `SELECT seq, gen FROM users WHERE id = ?`
+	qEntriesAfter = `SELECT seq, type, at, data FROM events WHERE user_id = ? AND seq > ? AND seq <= ? ORDER BY seq`
+)
+
 func entriesAfter(ctx context.Context, q querier, user, epoch string, after, upto int64) ([]Entry, error) {
-	rows, err := q.QueryContext(ctx, `SELECT seq, type, at, data FROM events WHERE user_id = ? AND seq > ? AND seq <= ? ORDER BY seq`,
-		user, after, upto)
+	rows, err := q.QueryContext(ctx, qEntriesAfter, user, after, upto)
 	if err != nil {
 		return nil, fmt.Errorf("read log: %w", err)
 	}

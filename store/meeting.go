@@ -181,12 +181,14 @@ type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-func liveMeetings(ctx context.Context, q querier, user string) ([]Meeting, error) {
-	rows, err := q.QueryContext(ctx, `SELECT m.uuid, m.id, m.topic, m.host_id, m.type, m.start_time, m.end_time,
+const qLiveMeetings = `SELECT m.uuid, m.id, m.topic, m.host_id, m.type, m.start_time, m.end_time,
 			m.duration, m.timezone, m.info_rank, m.start_rank, m.live, m.ended, mm.role
 		FROM meeting_members mm JOIN meetings m ON m.uuid = mm.meeting_uuid
 		WHERE mm.user_id = ? AND mm.in_meeting = 1
-		ORDER BY m.start_time DESC, m.uuid`, user)
+		ORDER BY m.start_time DESC, m.uuid`
+
+func liveMeetings(ctx context.Context, q querier, user string) ([]Meeting, error) {
+	rows, err := q.QueryContext(ctx, qLiveMeetings, user)
 	if err != nil {
 		return nil, fmt.Errorf("live meetings: %w", err)
 	}

@@ -3,19 +3,32 @@ package store
 import (
 	"context"
 	"database/sql"
-	"sync"
+	"fmt"
 )
 
-// readStmts are the read pool's statements, prepared once: a welcome runs
-// three or four queries, and 15,000 tabs reconnecting after a restart would
-// otherwise prepare each of them 15,000 times (BenchmarkWelcome/snapshot:
-// 112-130 µs before, 101-121 µs after, within this machine's noise).
-type readStmts struct {
-	mu    sync.Mutex
-	stmts map[string]*sql.Stmt
+// readQueries are the queries of a welcome, prepared once on the read pool
+// when the store opens: 15,000 tabs reconnecting after a restart would
+// otherwise prepare each of them 15,000 times. They must be prepared before
+// any read transaction runs: preparing on the pool takes a connection of its
+// own, and a transaction waiting for one while every connection is held by
+// such transactions waits forever (a storm test deadlocked exactly so).
+var readQueries = []string{qPosition, qEntriesAfter, qLiveMeetings, qLiveBots}
+
+func (s *Store) prepareReads(ctx context.Context) error {
+	s.readStmts = make(map[string]*sql.Stmt, len(readQueries))
+	for _, q := range readQueries {
+		st, err := s.read.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("prepare: %w", err)
+		}
+		s.readStmts[q] = st
+	}
+	return nil
 }
 
-// reader runs queries in tx with statements prepared once on the read pool.
+// reader runs queries in a read transaction, with the statements prepared
+// at open (tx.StmtContext prepares them on the transaction's own
+// connection the first time it is used).
 type reader struct {
 	s  *Store
 	tx *sql.Tx
@@ -23,36 +36,16 @@ type reader struct {
 
 func (s *Store) reader(tx *sql.Tx) reader { return reader{s, tx} }
 
-func (r reader) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
-	rs := &r.s.readStmts
-	rs.mu.Lock()
-	defer rs.mu.Unlock()
-	if st, ok := rs.stmts[query]; ok {
-		return st, nil
-	}
-	st, err := r.s.read.PrepareContext(ctx, query)
-	if err != nil {
-		return nil, err
-	}
-	if rs.stmts == nil {
-		rs.stmts = map[string]*sql.Stmt{}
-	}
-	rs.stmts[query] = st
-	return st, nil
-}
-
 func (r reader) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	st, err := r.stmt(ctx, query)
-	if err != nil {
-		return nil, err
+	if st, ok := r.s.readStmts[query]; ok {
+		return r.tx.StmtContext(ctx, st).QueryContext(ctx, args...)
 	}
-	return r.tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+	return r.tx.QueryContext(ctx, query, args...)
 }
 
 func (r reader) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	st, err := r.stmt(ctx, query)
-	if err != nil {
-		return r.tx.QueryRowContext(ctx, query, args...) // a Row that reports the error
+	if st, ok := r.s.readStmts[query]; ok {
+		return r.tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
 	}
-	return r.tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+	return r.tx.QueryRowContext(ctx, query, args...)
 }

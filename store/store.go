@@ -56,6 +56,9 @@ type Options struct {
 	// SecretKey (32 bytes) seals Zoom OAuth tokens at rest; without it
 	// they cannot be kept (ErrNoSecretKey).
 	SecretKey []byte
+	// Launcher says bot requests go to a bot launcher: they and the notices
+	// that follow them enter the outbox. Without it they are only recorded.
+	Launcher bool
 }
 
 // Store is onair's state on one SQLite file.
@@ -69,9 +72,9 @@ type Store struct {
 	// ckpt is the checkpointer's connection (see checkpoint.go).
 	ckpt               *sql.DB
 	ckptStop, ckptDone chan struct{}
-	catchUp            atomic.Bool // the checkpointer asks the writer to help
-	aead               cipher.AEAD // seals Zoom tokens; nil without a SecretKey
-	readStmts          readStmts
+	catchUp            atomic.Bool          // the checkpointer asks the writer to help
+	aead               cipher.AEAD          // seals Zoom tokens; nil without a SecretKey
+	readStmts          map[string]*sql.Stmt // see reader.go; read only after Open
 	closeOnce          sync.Once
 	closeErr           error
 }
@@ -130,6 +133,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	s.read.SetMaxOpenConns(8)
 	s.read.SetMaxIdleConns(8)
+	if err := s.prepareReads(ctx); err != nil {
+		s.read.Close()
+		db.Close()
+		return nil, err
+	}
 	s.ckpt, err = sql.Open("sqlite3", dsn(opts.Path, opts, false))
 	if err != nil {
 		s.read.Close()
