@@ -218,10 +218,15 @@ func TestBots(t *testing.T) {
 			if got := MustWelcome(t, st, bob, nil, 100).Bots; len(got) != 1 || !sameBot(got[0], b) {
 				t.Fatalf("bob's bots: got %+v, want only his own %+v", got, b)
 			}
-			// Once they have left, the meeting is not live for them.
+			// Once they have left, the meeting is not live for them, and
+			// their request, never sent, is cancelled.
 			MustAccept(t, st, left(alice, uuidN(1), bob, t0.Add(3*time.Minute)))
-			if _, _, err := st.CancelBot(ctx, bob, uuidN(1)); err != nil {
-				t.Fatalf("cancel after leaving: %v", err)
+			bobs := rec.EntriesOf(bob)
+			if gone := botOf(t, bobs[len(bobs)-1]); gone.RequestID != b.RequestID || gone.State != store.BotCancelled || gone.Detail == "" {
+				t.Fatalf("bob's request after leaving: %+v, want cancelled with a reason", gone)
+			}
+			if _, _, err := st.CancelBot(ctx, bob, uuidN(1)); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("cancel after leaving: got %v, want ErrNotFound", err)
 			}
 			if _, _, err := st.RequestBot(ctx, bob, uuidN(1)); !errors.Is(err, store.ErrNotLive) {
 				t.Fatalf("request after leaving: got %v, want ErrNotLive", err)

@@ -14,6 +14,7 @@ import (
 type Committed struct {
 	Entries      []Entry  // new event-log entries, to be pushed to their users
 	Deauthorized []string // users whose open sockets must be closed
+	Outbox       bool     // something entered the bot outbox
 }
 
 // Tx is a write transaction shared by a batch of writes.

@@ -164,7 +164,18 @@ func (tx *Tx) hostStarted(m *meetingRow, d Delivery) error {
 		m.UUID, m.HostID, RoleHost, ms(d.At)); err != nil {
 		return fmt.Errorf("add host: %w", err)
 	}
-	return tx.emit(m.HostID, "meeting.started", m.view(RoleHost), d)
+	if err := tx.emit(m.HostID, "meeting.started", m.view(RoleHost), d); err != nil {
+		return err
+	}
+	var auto bool
+	if err := tx.queryRow(`SELECT auto_send_bot FROM users WHERE id = ?`, m.HostID).Scan(&auto); err != nil {
+		return fmt.Errorf("load settings: %w", err)
+	}
+	if auto {
+		_, _, err := tx.requestBot(m.HostID, m.UUID)
+		return err
+	}
+	return nil
 }
 
 // participant applies a known user's join or leave. Their newest join or
@@ -172,6 +183,9 @@ func (tx *Tx) hostStarted(m *meetingRow, d Delivery) error {
 // changes nothing; at equal times a leave wins.
 func (tx *Tx) participant(m *meetingRow, d Delivery, kind string) error {
 	p := d.Participant
+	if p != "" && p == m.HostID && kind == "leave" && !m.ended {
+		return tx.hostLeft(m, d)
+	}
 	if p == "" || p == m.HostID || m.ended {
 		return nil // the host's own participant events only ever start a meeting
 	}
@@ -204,9 +218,33 @@ func (tx *Tx) participant(m *meetingRow, d Delivery, kind string) error {
 	case want && !in:
 		return tx.emit(p, "meeting.joined", m.view(RoleParticipant), d)
 	case !want && in:
-		return tx.emit(p, "meeting.left", m.view(RoleParticipant), d)
+		if err := tx.emit(p, "meeting.left", m.view(RoleParticipant), d); err != nil {
+			return err
+		}
+		return tx.ownerGone(p, m.UUID, OutboxOwnerLeft, "you left the meeting before the bot was sent")
 	}
 	return nil
+}
+
+// hostLeft tells the launcher of the host's bot that its owner left the
+// meeting (the meeting stays live: a host may leave and come back). A leave
+// from before the request, a late retry, changes nothing.
+func (tx *Tx) hostLeft(m *meetingRow, d Delivery) error {
+	b, err := tx.activeBot(m.HostID, m.UUID)
+	if err == ErrNotFound {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var created int64
+	if err := tx.queryRow(`SELECT created_at FROM bot_requests WHERE id = ?`, b.RequestID).Scan(&created); err != nil {
+		return fmt.Errorf("load bot request: %w", err)
+	}
+	if ms(d.ParticipantAt) < created {
+		return nil
+	}
+	return tx.ownerGone(m.HostID, m.UUID, OutboxOwnerLeft, "you left the meeting before the bot was sent")
 }
 
 // endForMembers tells everyone the meeting was live for that it has ended.
@@ -239,7 +277,7 @@ func (tx *Tx) endForMembers(m *meetingRow, d Delivery) error {
 		if err := tx.emit(mb.user, "meeting.ended", m.view(mb.role), d); err != nil {
 			return err
 		}
-		if err := tx.cancelUnsent(mb.user, m.UUID); err != nil {
+		if err := tx.ownerGone(mb.user, m.UUID, OutboxMeetingEnded, "the meeting ended before the bot was sent"); err != nil {
 			return err
 		}
 	}

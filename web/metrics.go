@@ -2,6 +2,8 @@ package web
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"net/http"
+	"strconv"
 
 	"onair/zoom"
 )
@@ -26,6 +28,10 @@ type Metrics struct {
 	wsSent          *prometheus.CounterVec
 	wsDisconnects   *prometheus.CounterVec
 	BotRequests     *prometheus.CounterVec
+	BotLatency      prometheus.Histogram
+	ZoomCalls       *prometheus.CounterVec
+	ReconcileRuns   prometheus.Counter
+	Repairs         *prometheus.CounterVec
 }
 
 // NewMetrics registers onair's collectors on reg. liveMeetings is read at
@@ -67,12 +73,29 @@ func NewMetrics(reg prometheus.Registerer, liveMeetings func() float64) *Metrics
 			Help: "Bot requests to the launcher, by outcome.",
 		}, []string{"outcome"}),
 	}
+	m.BotLatency = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "onair_bot_dispatch_latency_seconds",
+		Help:    "Time from a bot request to the launcher's 2xx for it.",
+		Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900},
+	})
+	m.ZoomCalls = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "onair_zoom_api_calls_total",
+		Help: "Calls to Zoom's OAuth and REST API, by status class (2xx, 4xx, 429, 5xx, error).",
+	}, []string{"status"})
+	m.ReconcileRuns = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "onair_reconcile_runs_total",
+		Help: "Reconciliations of a user's live meetings against Zoom's API.",
+	})
+	m.Repairs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "onair_live_repairs_total",
+		Help: "Live meetings repaired without a webhook, by what was done (started, ended, stale).",
+	}, []string{"repair"})
 	live := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "onair_live_meetings",
 		Help: "Meetings onair currently holds live.",
 	}, liveMeetings)
 	reg.MustRegister(m.webhooks, m.webhookDuration, m.webhookLast, m.pushLatency, m.wsConnections,
-		m.wsSent, m.wsDisconnects, m.BotRequests, live)
+		m.wsSent, m.wsDisconnects, m.BotRequests, m.BotLatency, m.ZoomCalls, m.ReconcileRuns, m.Repairs, live)
 	for _, e := range append(append([]string{}, zoom.KnownEvents...), "other", "unverified") {
 		for _, o := range webhookOutcomes {
 			m.webhooks.WithLabelValues(e, o)
@@ -87,8 +110,39 @@ func NewMetrics(reg prometheus.Registerer, liveMeetings func() float64) *Metrics
 	for _, o := range botOutcomes {
 		m.BotRequests.WithLabelValues(o)
 	}
+	for _, c := range []string{"2xx", "4xx", "429", "5xx", "error"} {
+		m.ZoomCalls.WithLabelValues(c)
+	}
+	for _, r := range []string{"started", "ended", "stale"} {
+		m.Repairs.WithLabelValues(r)
+	}
 	return m
 }
+
+// ZoomTransport counts the calls made through next (nil: the default
+// transport) in onair_zoom_api_calls_total.
+func (m *Metrics) ZoomTransport(next http.RoundTripper) http.RoundTripper {
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		resp, err := next.RoundTrip(r)
+		class := "error"
+		switch {
+		case err != nil:
+		case resp.StatusCode == http.StatusTooManyRequests:
+			class = "429"
+		default:
+			class = strconv.Itoa(resp.StatusCode/100) + "xx"
+		}
+		m.ZoomCalls.WithLabelValues(class).Inc()
+		return resp, err
+	})
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // eventLabel maps a Zoom event name to its metrics label.
 func eventLabel(name string) string {

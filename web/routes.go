@@ -11,6 +11,7 @@ func (s *Server) routes() {
 	mux.Handle("PUT /api/v1/me/settings", s.authed(s.handleSettings))
 	mux.Handle("POST /api/v1/meetings/{uuid}/bot", s.authed(s.handleRequestBot))
 	mux.Handle("DELETE /api/v1/meetings/{uuid}/bot", s.authed(s.handleCancelBot))
+	mux.HandleFunc("POST /api/v1/bots/{request_id}/status", s.handleBotStatus)
 	mux.HandleFunc("POST /auth/logout", s.handleLogout)
 	if s.cfg.Zoom != nil {
 		mux.HandleFunc("GET /auth/zoom/login", s.handleZoomLogin)

@@ -38,6 +38,7 @@ type Store interface {
 	ZoomToken(ctx context.Context, user string) (store.ZoomToken, error)
 	SaveZoomToken(ctx context.Context, user string, t store.ZoomToken) error
 	RevokeZoomGrant(ctx context.Context, user string) error
+	BotStatus(ctx context.Context, requestID, state, detail string) (store.Bot, bool, error)
 }
 
 // Config is the web layer's configuration. Zero durations take the defaults noted.
@@ -60,6 +61,8 @@ type Config struct {
 	SessionTTL time.Duration // a browser session's sliding lifetime (14 days)
 	// Dev enables the demo user and the simulate control.
 	Dev bool
+	// BotSecrets verify the bot launcher's status callbacks (any of them).
+	BotSecrets [][]byte
 	// MetricsHandler serves /metrics on the public server; nil when metrics
 	// have a listener of their own.
 	MetricsHandler http.Handler

@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -36,6 +37,9 @@ type refresh struct {
 // refresh token is saved before the new access token is used: a crash after
 // Zoom's answer must not leave the old, now dead, refresh token stored.
 func (s *Server) ZoomAccess(ctx context.Context, user string) (string, error) {
+	if s.cfg.Zoom == nil {
+		return "", store.ErrNotFound // without Zoom sign-in, no grant is held
+	}
 	t, err := s.store.ZoomToken(ctx, user)
 	if err != nil {
 		return "", err
@@ -86,7 +90,7 @@ func (s *Server) refreshZoomToken(ctx context.Context, user string) (string, err
 			return "", err
 		}
 		s.hub.DropSessions(user, hub.ReasonLogout)
-		return "", ErrSignInAgain
+		return "", fmt.Errorf("%w: %w", ErrSignInAgain, err) // still zoom.IsInvalidGrant
 	}
 	if err != nil {
 		return "", err

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"onair/dispatch"
 	"onair/hub"
 	"onair/store"
 	"onair/web"
@@ -75,7 +76,16 @@ func runServe(ctx context.Context, o *options, args []string, stdout, stderr io.
 		}
 		return float64(n)
 	})
-	st, err = store.Open(startCtx, store.Options{Path: cfg.DB, Sync: store.Sync(cfg.DBSync), OnCommit: web.Publish(h, metrics), SecretKey: cfg.SecretKey})
+	publish := web.Publish(h, metrics)
+	var disp *dispatch.Dispatcher // set before anything can enter the outbox
+	onCommit := func(c store.Committed) {
+		publish(c)
+		if c.Outbox && disp != nil {
+			disp.Wake()
+		}
+	}
+	st, err = store.Open(startCtx, store.Options{Path: cfg.DB, Sync: store.Sync(cfg.DBSync), OnCommit: onCommit,
+		SecretKey: cfg.SecretKey, Launcher: cfg.BotWebhookURL != ""})
 	if err != nil {
 		return fmt.Errorf("open database %s: %w", cfg.DB, err)
 	}
@@ -106,17 +116,28 @@ func runServe(ctx context.Context, o *options, args []string, stdout, stderr io.
 		wcfg.Zoom = &zoom.Client{
 			ClientID: cfg.ZoomClientID, ClientSecret: cfg.ZoomClientSecret,
 			OAuthURL: cfg.ZoomOAuthURL, APIURL: cfg.ZoomAPIURL,
-			HTTP: &http.Client{Timeout: 10 * time.Second},
+			HTTP: &http.Client{Timeout: 10 * time.Second, Transport: metrics.ZoomTransport(nil)},
 		}
 	}
 	if metricsLn == nil {
 		wcfg.MetricsHandler = metricsHandler
 	}
+	wcfg.BotSecrets = cfg.BotWebhookSecrets
 	srv := web.New(wcfg, st, h, metrics)
 
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
 	go srv.Run(runCtx)
+	dispatched := make(chan struct{})
+	if cfg.BotWebhookURL != "" {
+		disp = dispatch.New(dispatch.Config{
+			URL: cfg.BotWebhookURL, Secrets: cfg.BotWebhookSecrets, Zoom: wcfg.Zoom, Tokens: srv,
+			Outcomes: metrics.BotRequests, Latency: metrics.BotLatency, Logger: log,
+		}, st)
+		go func() { defer close(dispatched); disp.Run(runCtx) }()
+	} else {
+		close(dispatched)
+	}
 	go sweepLoop(runCtx, st, store.Retention{Age: cfg.Retention, Events: cfg.RetentionEvents}, log)
 
 	httpSrv := &http.Server{
@@ -169,6 +190,7 @@ func runServe(ctx context.Context, o *options, args []string, stdout, stderr io.
 		log.Warn("sockets did not all close in time", "err", err)
 	}
 	stopRun()
+	<-dispatched // deliveries in flight end; what they did not finish stays due
 	log.Info("stopped")
 	return nil
 }

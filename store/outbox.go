@@ -1,0 +1,199 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Outbox item types: the request itself, then the notices that follow it.
+const (
+	OutboxRequested    = "bot.requested"
+	OutboxOwnerLeft    = "owner.left"
+	OutboxMeetingEnded = "meeting.ended"
+	OutboxCancelled    = "bot.cancelled"
+)
+
+// enqueue puts an item in the outbox, due now. An item of the same type for
+// the request already there stays as it is.
+func (tx *Tx) enqueue(requestID, typ, body string) error {
+	if _, err := tx.exec(`INSERT INTO bot_outbox (request_id, type, body, next_at, created_at) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (request_id, type) DO NOTHING`, requestID, typ, body, ms(tx.now), ms(tx.now)); err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	tx.out.Outbox = true
+	return nil
+}
+
+// OutboxItem is something due for the launcher, with what it takes to
+// build it.
+type OutboxItem struct {
+	N         int64
+	RequestID string
+	Type      string
+	Body      string // empty until first built
+	Detail    string // what the built body lacks (join data Zoom refused)
+	Attempts  int
+	Queued    time.Time // when it entered the outbox: a notice's "at"
+	// The request as it is now, and who made it.
+	State       string
+	User        string
+	UserEmail   string
+	RequestedAt time.Time
+	// Meeting is the meeting as the requesting user sees it; Live says
+	// whether it is still live for them.
+	Meeting Meeting
+	Live    bool
+}
+
+// DueOutbox returns up to limit items due by now, oldest first, skipping
+// those in skip (in flight), and when the next one after them is due (zero
+// when there is none).
+func (s *Store) DueOutbox(ctx context.Context, limit int, skip map[int64]bool) ([]OutboxItem, time.Time, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT o.n, o.request_id, o.type, o.body, o.detail, o.attempts, o.created_at, o.next_at,
+			b.state, b.user_id, u.email, b.created_at, b.meeting_uuid, COALESCE(mm.role, ''), COALESCE(mm.in_meeting, 0)
+		FROM bot_outbox o JOIN bot_requests b ON b.id = o.request_id JOIN users u ON u.id = b.user_id
+			LEFT JOIN meeting_members mm ON mm.meeting_uuid = b.meeting_uuid AND mm.user_id = b.user_id
+		ORDER BY o.next_at, o.n LIMIT ?`, limit+len(skip)+1)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("outbox: %w", err)
+	}
+	defer rows.Close()
+	now := ms(s.opts.Now())
+	var due []OutboxItem
+	var next time.Time
+	for rows.Next() {
+		var it OutboxItem
+		var queued, nextAt, requested int64
+		var role string
+		if err := rows.Scan(&it.N, &it.RequestID, &it.Type, &it.Body, &it.Detail, &it.Attempts, &queued, &nextAt,
+			&it.State, &it.User, &it.UserEmail, &requested, &it.Meeting.UUID, &role, &it.Live); err != nil {
+			return nil, time.Time{}, fmt.Errorf("outbox: %w", err)
+		}
+		if skip[it.N] {
+			continue
+		}
+		if nextAt > now || len(due) == limit {
+			next = time.UnixMilli(nextAt).UTC()
+			break
+		}
+		it.Queued, it.RequestedAt = time.UnixMilli(queued).UTC(), time.UnixMilli(requested).UTC()
+		it.Meeting.Role = role
+		due = append(due, it)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, time.Time{}, err
+	}
+	for i := range due {
+		m, err := scanMeetingRow(s.read.QueryRowContext(ctx, `SELECT `+meetingColumns+` FROM meetings WHERE uuid = ?`, due[i].Meeting.UUID))
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			due[i].Live = false
+		case err != nil:
+			return nil, time.Time{}, fmt.Errorf("outbox: %w", err)
+		default:
+			role := due[i].Meeting.Role
+			if role == "" {
+				role = RoleHost
+			}
+			due[i].Meeting = m.view(role)
+		}
+	}
+	return due, next, nil
+}
+
+// SaveOutboxBody keeps an item's body once built, so every retry sends the
+// same bytes, with what it lacks.
+func (s *Store) SaveOutboxBody(ctx context.Context, n int64, body, detail string) error {
+	return s.w.do(ctx, func(tx *Tx) error {
+		_, err := tx.exec(`UPDATE bot_outbox SET body = ?, detail = ? WHERE n = ?`, body, detail, n)
+		return err
+	})
+}
+
+// OutboxRetry schedules another attempt at an item.
+func (s *Store) OutboxRetry(ctx context.Context, n int64, at time.Time, lastErr string) error {
+	return s.w.do(ctx, func(tx *Tx) error {
+		_, err := tx.exec(`UPDATE bot_outbox SET attempts = attempts + 1, next_at = ?, last_error = ? WHERE n = ?`, ms(at), lastErr, n)
+		return err
+	})
+}
+
+// OutboxDelivered records the launcher's 2xx for an item. A request becomes
+// dispatched (with the item's detail: what its join data lacks), unless it
+// was cancelled while it was on its way: then the launcher is told so.
+func (s *Store) OutboxDelivered(ctx context.Context, it OutboxItem) error {
+	return s.w.do(ctx, func(tx *Tx) error {
+		if _, err := tx.exec(`DELETE FROM bot_outbox WHERE n = ?`, it.N); err != nil {
+			return err
+		}
+		if it.Type != OutboxRequested {
+			return nil
+		}
+		if _, err := tx.exec(`UPDATE bot_requests SET sent = 1 WHERE id = ?`, it.RequestID); err != nil {
+			return err
+		}
+		b, err := tx.botByID(it.RequestID)
+		if err != nil {
+			return err
+		}
+		switch b.State {
+		case BotRequested:
+			b.State, b.Detail, b.UpdatedAt = BotDispatched, it.Detail, Time{tx.now.UTC()}
+			if _, err := tx.exec(`UPDATE bot_requests SET state = ?, detail = ?, updated_at = ? WHERE id = ?`,
+				b.State, b.Detail, ms(tx.now), b.RequestID); err != nil {
+				return err
+			}
+			return tx.botUpdated(it.User, b)
+		case BotCancelled:
+			return tx.enqueue(b.RequestID, OutboxCancelled, "")
+		}
+		return nil
+	})
+}
+
+// OutboxGiveUp removes an item that will not be delivered. A request still
+// waiting for it fails with the reason.
+func (s *Store) OutboxGiveUp(ctx context.Context, it OutboxItem, reason string) error {
+	return s.w.do(ctx, func(tx *Tx) error {
+		if _, err := tx.exec(`DELETE FROM bot_outbox WHERE n = ?`, it.N); err != nil {
+			return err
+		}
+		if it.Type != OutboxRequested {
+			return nil
+		}
+		b, err := tx.botByID(it.RequestID)
+		if err != nil || b.State != BotRequested {
+			return err
+		}
+		_, err = tx.endRequest(it.User, b, BotFailed, reason, "")
+		return err
+	})
+}
+
+// OutboxCancelUnsent cancels a request whose meeting is no longer live for
+// its owner before it could be sent.
+func (s *Store) OutboxCancelUnsent(ctx context.Context, it OutboxItem, reason string) error {
+	return s.w.do(ctx, func(tx *Tx) error {
+		b, err := tx.botByID(it.RequestID)
+		if err != nil {
+			return err
+		}
+		if b.State != BotRequested {
+			_, err := tx.exec(`DELETE FROM bot_outbox WHERE n = ?`, it.N)
+			return err
+		}
+		_, err = tx.endRequest(it.User, b, BotCancelled, reason, "")
+		return err
+	})
+}
+
+func (tx *Tx) botByID(requestID string) (Bot, error) {
+	b, err := scanBot(tx.queryRow(`SELECT `+botColumns+` FROM bot_requests WHERE id = ?`, requestID))
+	if err == sql.ErrNoRows {
+		return Bot{}, ErrNotFound
+	}
+	return b, err
+}
