@@ -174,4 +174,3 @@ func refused(err error, what string, missing *[]string) error {
 	}
 	return &retryable{err: err}
 }
-
