@@ -63,6 +63,9 @@ type Config struct {
 	Dev bool
 	// BotSecrets verify the bot launcher's status callbacks (any of them).
 	BotSecrets [][]byte
+	// OnFirstTab is told, after the welcome, when a user's first tab has
+	// connected (live state is then checked against Zoom); it must not block.
+	OnFirstTab func(user string)
 	// MetricsHandler serves /metrics on the public server; nil when metrics
 	// have a listener of their own.
 	MetricsHandler http.Handler

@@ -30,6 +30,7 @@ type config struct {
 	ShutdownDrain     time.Duration
 	WebhookMaxSkew    time.Duration
 	ReconcileInterval time.Duration
+	StaleAfter        time.Duration
 	Retention         time.Duration
 	RetentionEvents   int
 	PingInterval      time.Duration
@@ -43,7 +44,7 @@ type serveOptions struct {
 	webhookSecret, tokenSecret, secretKey, zoomClientID, zoomClientSecret *optSpec
 	zoomOAuthURL, zoomAPIURL, botURL, botSecret, dbSync, maxTabs          *optSpec
 	drain, skew, reconcile, retention, retentionEvents, pingInterval      *optSpec
-	logLevel, dev                                                         *optSpec
+	staleAfter, logLevel, dev                                             *optSpec
 }
 
 func declareServe(o *options) *serveOptions {
@@ -71,6 +72,7 @@ func declareServe(o *options) *serveOptions {
 		retention:        o.add("retention", "ONAIR_RETENTION", "168h", "how long the event log, ended meetings and deduplication keys are kept"),
 		retentionEvents:  o.add("retention-events", "ONAIR_RETENTION_EVENTS", "1000", "newest events kept per user"),
 		pingInterval:     o.add("ping-interval", "ONAIR_PING_INTERVAL", "25s", "WebSocket ping interval (at most 30s)"),
+		staleAfter:       o.add("stale-after", "ONAIR_STALE_AFTER", "24h", "end a live meeting with no event for this long that no Zoom token can ask about"),
 		logLevel:         o.add("log-level", "ONAIR_LOG_LEVEL", "info", "debug, info, warn or error"),
 		dev:              o.addBool("dev", "ONAIR_DEV", "development conveniences; refused unless the listen address is loopback"),
 	}
@@ -101,7 +103,7 @@ func (so *serveOptions) validate(o *options) (*config, error) {
 		sp  *optSpec
 		dst *time.Duration
 	}{{so.drain, &c.ShutdownDrain}, {so.skew, &c.WebhookMaxSkew}, {so.reconcile, &c.ReconcileInterval},
-		{so.retention, &c.Retention}, {so.pingInterval, &c.PingInterval}} {
+		{so.retention, &c.Retention}, {so.pingInterval, &c.PingInterval}, {so.staleAfter, &c.StaleAfter}} {
 		if *d.dst, err = d.sp.duration(); err != nil {
 			return nil, err
 		}
@@ -117,6 +119,8 @@ func (so *serveOptions) validate(o *options) (*config, error) {
 		return nil, usageErrorf("%s must be more than 0", so.skew.name())
 	case c.ReconcileInterval <= 0:
 		return nil, usageErrorf("%s must be more than 0", so.reconcile.name())
+	case c.StaleAfter < time.Hour:
+		return nil, usageErrorf("%s must be at least 1h", so.staleAfter.name())
 	case c.PingInterval < time.Second || c.PingInterval > 30*time.Second:
 		return nil, usageErrorf("%s must be between 1s and 30s", so.pingInterval.name())
 	case c.Retention < 24*time.Hour:

@@ -315,6 +315,11 @@ type frame struct {
 	Meetings []meeting `json:"meetings"`
 	Meeting  *meeting  `json:"meeting"`
 	Bots     []any     `json:"bots"`
+	Bot      *struct {
+		RequestID string `json:"request_id"`
+		State     string `json:"state"`
+		Detail    string `json:"detail"`
+	} `json:"bot"`
 }
 
 type meeting struct {

@@ -21,6 +21,7 @@ import (
 
 	"onair/dispatch"
 	"onair/hub"
+	"onair/reconcile"
 	"onair/store"
 	"onair/web"
 	"onair/zoom"
@@ -123,11 +124,18 @@ func runServe(ctx context.Context, o *options, args []string, stdout, stderr io.
 		wcfg.MetricsHandler = metricsHandler
 	}
 	wcfg.BotSecrets = cfg.BotWebhookSecrets
+	var rec *reconcile.Reconciler // set before the server takes a socket
+	wcfg.OnFirstTab = func(user string) { rec.Kick(user) }
 	srv := web.New(wcfg, st, h, metrics)
+	rec = reconcile.New(reconcile.Config{
+		Zoom: wcfg.Zoom, Tokens: srv, Interval: cfg.ReconcileInterval, StaleAfter: cfg.StaleAfter,
+		Runs: metrics.ReconcileRuns, Repairs: metrics.Repairs, Logger: log,
+	}, st)
 
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
 	go srv.Run(runCtx)
+	go rec.Run(runCtx)
 	dispatched := make(chan struct{})
 	if cfg.BotWebhookURL != "" {
 		disp = dispatch.New(dispatch.Config{

@@ -1,0 +1,330 @@
+// Package reconcile keeps "live" true when Zoom's deliveries go missing: it
+// asks Zoom's REST API, with each user's own token, which of their meetings
+// are live, and repairs the state through the same path as a webhook, so
+// tabs get the same frames. Meetings nobody can ask about end as stale.
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"onair/store"
+	"onair/zoom"
+)
+
+// Store is what reconciliation needs of the state.
+type Store interface {
+	Ingest(ctx context.Context, d store.Delivery) (store.Outcome, error)
+	LiveMeetings(ctx context.Context, user string) ([]store.Meeting, error)
+	ClaimReconcile(ctx context.Context, user string, gap time.Duration) (bool, error)
+	TokenUsers(ctx context.Context) ([]string, error)
+	StaleMeetings(ctx context.Context, after time.Duration) ([]store.MeetingInfo, error)
+}
+
+// Tokens hands out a user's Zoom access token (refreshed when expired).
+type Tokens interface {
+	ZoomAccess(ctx context.Context, user string) (string, error)
+}
+
+// Config configures a Reconciler. Zero values take the defaults noted.
+type Config struct {
+	Zoom     *zoom.Client // nil: only stale meetings are ended
+	Tokens   Tokens
+	Interval time.Duration // every user with a token, this often (5m)
+	// ConnectGap is the least time between two reconciliations of a user
+	// caused by their first tab connecting (1m).
+	ConnectGap time.Duration
+	// StaleAfter ends a live meeting with no event for this long and no
+	// member whose token could ask Zoom (24h).
+	StaleAfter time.Duration
+	// Pace is the pause between two users: calls are spread, not bursted
+	// (250ms: at most 8 Zoom calls a second for two meetings a user).
+	Pace time.Duration
+	// WaitingGrace: a meeting Zoom says is not started is ended only once
+	// it has been live this long, as Zoom's status lags a fresh start (2m).
+	WaitingGrace time.Duration
+	Runs         prometheus.Counter
+	Repairs      *prometheus.CounterVec // by repair: started, ended, stale
+	Logger       *slog.Logger
+	Now          func() time.Time
+}
+
+// Reconciler runs reconciliations: on a user's first tab, every Interval,
+// and never two of one user at once.
+type Reconciler struct {
+	cfg   Config
+	store Store
+	kicks chan string
+
+	mu      sync.Mutex
+	running map[string]bool
+	pause   time.Time // Zoom said 429: no call before this
+}
+
+// New returns a reconciler; Run starts it.
+func New(cfg Config, st Store) *Reconciler {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&cfg.Interval, 5*time.Minute)
+	def(&cfg.ConnectGap, time.Minute)
+	def(&cfg.StaleAfter, 24*time.Hour)
+	def(&cfg.Pace, 250*time.Millisecond)
+	def(&cfg.WaitingGrace, 2*time.Minute)
+	if cfg.Runs == nil {
+		cfg.Runs = prometheus.NewCounter(prometheus.CounterOpts{Name: "unused"})
+	}
+	if cfg.Repairs == nil {
+		cfg.Repairs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "unused"}, []string{"repair"})
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Reconciler{cfg: cfg, store: st, kicks: make(chan string, 4096), running: map[string]bool{}}
+}
+
+// Kick asks for a reconciliation of user, whose first tab just connected.
+// It never blocks: a welcome must not wait, and when the queue is full the
+// periodic pass covers the user.
+func (r *Reconciler) Kick(user string) {
+	select {
+	case r.kicks <- user:
+	default:
+	}
+}
+
+// Run serves kicks and runs the periodic pass until ctx ends.
+func (r *Reconciler) Run(ctx context.Context) {
+	go r.serveKicks(ctx)
+	tick := time.NewTicker(r.cfg.Interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		r.endStale(ctx)
+		if r.cfg.Zoom == nil {
+			continue
+		}
+		users, err := r.store.TokenUsers(ctx)
+		if err != nil {
+			r.cfg.Logger.Warn("reconcile: list users", "err", err)
+			continue
+		}
+		for _, u := range users {
+			if ctx.Err() != nil {
+				return
+			}
+			r.User(ctx, u)
+			r.sleep(ctx, r.cfg.Pace)
+		}
+	}
+}
+
+func (r *Reconciler) serveKicks(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case u := <-r.kicks:
+			if r.cfg.Zoom == nil {
+				continue
+			}
+			ok, err := r.store.ClaimReconcile(ctx, u, r.cfg.ConnectGap)
+			if err != nil || !ok {
+				continue // checked less than a minute ago (or unknown)
+			}
+			r.User(ctx, u)
+			r.sleep(ctx, r.cfg.Pace)
+		}
+	}
+}
+
+// User reconciles one user's live meetings with what Zoom says. It returns
+// at once if that user's reconciliation is already running.
+func (r *Reconciler) User(ctx context.Context, user string) {
+	r.mu.Lock()
+	if r.running[user] {
+		r.mu.Unlock()
+		return
+	}
+	r.running[user] = true
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(r.running, user)
+		r.mu.Unlock()
+	}()
+	if err := r.user(ctx, user); err != nil && ctx.Err() == nil {
+		r.cfg.Logger.Info("reconcile", "user", user, "err", err)
+	}
+}
+
+func (r *Reconciler) user(ctx context.Context, user string) error {
+	access, err := r.cfg.Tokens.ZoomAccess(ctx, user)
+	if err != nil {
+		return nil // no token (or a revoked grant): nothing to ask Zoom with
+	}
+	r.cfg.Runs.Inc()
+	held, err := r.store.LiveMeetings(ctx, user)
+	if err != nil {
+		return err
+	}
+	isLive := map[string]bool{}
+	for _, m := range held {
+		isLive[m.UUID] = true
+	}
+	// Scheduled meetings Zoom lists as live that onair missed.
+	if err := r.wait(ctx); err != nil {
+		return err
+	}
+	live, err := r.cfg.Zoom.LiveMeetings(ctx, access, user)
+	if err := r.note429(err); err != nil {
+		return err
+	}
+	for _, m := range live {
+		if m.UUID == "" || isLive[m.UUID] || (m.HostID != "" && m.HostID != user) {
+			continue
+		}
+		if err := r.repair(ctx, "started", store.KindStart, m, user); err != nil {
+			return err
+		}
+	}
+	// Meetings onair holds live for their host: still live at Zoom?
+	for _, h := range held {
+		if h.Role != store.RoleHost || h.ID == "" {
+			continue
+		}
+		if err := r.wait(ctx); err != nil {
+			return err
+		}
+		m, err := r.cfg.Zoom.GetMeeting(ctx, access, h.ID)
+		var ze *zoom.Error
+		switch {
+		case errors.As(err, &ze) && ze.Status == http.StatusNotFound:
+			m = zoom.Meeting{Status: "deleted"}
+		case err != nil:
+			if err := r.note429(err); err != nil {
+				return err
+			}
+			continue
+		}
+		liveFor := r.cfg.Now().Sub(h.StartTime.Time)
+		var end bool
+		switch {
+		case m.Status == "started" && (m.UUID == "" || m.UUID == h.UUID):
+		case m.Status == "started":
+			end = true // the number is live with another occurrence: this one is over
+		default:
+			end = liveFor > r.cfg.WaitingGrace // Zoom's status lags a fresh start
+		}
+		if end {
+			m.UUID, m.HostID, m.Topic = h.UUID, user, h.Topic
+			if err := r.repair(ctx, "ended", store.KindEnd, m, user); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// repair applies what Zoom said through the webhook path's store call, so
+// the frames are the ones a webhook would have caused.
+func (r *Reconciler) repair(ctx context.Context, what string, kind store.Kind, m zoom.Meeting, host string) error {
+	now := r.cfg.Now().UTC()
+	d := store.Delivery{
+		Event: "reconcile." + what, Key: []string{"reconcile." + what, m.UUID}, Kind: kind, At: now, Received: now,
+		Meeting: store.MeetingInfo{UUID: m.UUID, Topic: m.Topic, HostID: host, Type: m.Type,
+			Duration: m.Duration, Timezone: m.Timezone, Rank: 2, StartRank: 2},
+	}
+	if m.ID != 0 {
+		d.Meeting.ID = m.Number()
+	}
+	d.Meeting.StartTime = zoom.ParseTime(m.StartTime)
+	if d.Meeting.StartTime.IsZero() {
+		d.Meeting.StartTime, d.Meeting.StartRank = now, 0
+	}
+	if kind == store.KindEnd {
+		d.Meeting.EndTime = now
+	}
+	out, err := r.store.Ingest(ctx, d)
+	if err != nil {
+		return err
+	}
+	if out == store.OutcomeAccepted {
+		r.cfg.Repairs.WithLabelValues(what).Inc()
+		r.cfg.Logger.Info("reconcile: repaired a live meeting", "repair", what, "user", host)
+	}
+	return nil
+}
+
+// endStale ends live meetings nobody can ask Zoom about, after StaleAfter
+// without an event.
+func (r *Reconciler) endStale(ctx context.Context) {
+	stale, err := r.store.StaleMeetings(ctx, r.cfg.StaleAfter)
+	if err != nil {
+		r.cfg.Logger.Warn("reconcile: stale meetings", "err", err)
+		return
+	}
+	for _, m := range stale {
+		now := r.cfg.Now().UTC()
+		m.EndTime, m.Rank = now, 0
+		out, err := r.store.Ingest(ctx, store.Delivery{Event: "stale.ended", Key: []string{"stale.ended", m.UUID},
+			Kind: store.KindEnd, At: now, Received: now, Meeting: m})
+		if err != nil {
+			r.cfg.Logger.Warn("reconcile: end a stale meeting", "err", err)
+			return
+		}
+		if out == store.OutcomeAccepted {
+			r.cfg.Repairs.WithLabelValues("stale").Inc()
+			r.cfg.Logger.Warn("ended a stale meeting: live with no event and no Zoom token to ask", "after", r.cfg.StaleAfter.String())
+		}
+	}
+}
+
+// note429 pauses all calls for Zoom's Retry-After (its rate limits are per
+// account, shared by every app); it returns err when the run must stop.
+func (r *Reconciler) note429(err error) error {
+	var ze *zoom.Error
+	if errors.As(err, &ze) && ze.Status == http.StatusTooManyRequests {
+		r.mu.Lock()
+		r.pause = r.cfg.Now().Add(max(ze.RetryAfter, time.Second))
+		r.mu.Unlock()
+	}
+	return err
+}
+
+// wait holds a call back while Zoom asked for a pause.
+func (r *Reconciler) wait(ctx context.Context) error {
+	r.mu.Lock()
+	until := r.pause
+	r.mu.Unlock()
+	if d := until.Sub(r.cfg.Now()); d > 0 {
+		return r.sleep(ctx, d)
+	}
+	return nil
+}
+
+func (r *Reconciler) sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
