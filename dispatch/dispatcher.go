@@ -138,17 +138,22 @@ func (d *Dispatcher) Run(ctx context.Context) {
 				})
 			}
 		}
-		var timer <-chan time.Time
+		var timer *time.Timer
+		var due <-chan time.Time
 		if !next.IsZero() {
-			t := time.NewTimer(max(next.Sub(d.cfg.Now()), 0))
-			defer t.Stop()
-			timer = t.C
+			timer = time.NewTimer(max(next.Sub(d.cfg.Now()), 0))
+			due = timer.C
 		}
 		select {
 		case <-ctx.Done():
-			return
 		case <-d.wake:
-		case <-timer:
+		case <-due:
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		if ctx.Err() != nil {
+			return
 		}
 	}
 }
@@ -156,13 +161,18 @@ func (d *Dispatcher) Run(ctx context.Context) {
 // handle makes one attempt at an item.
 func (d *Dispatcher) handle(ctx context.Context, it store.OutboxItem) {
 	log := d.cfg.Logger.With("request_id", it.RequestID, "type", it.Type)
-	if it.Type == store.OutboxRequested && (it.State != store.BotRequested || !it.Live) {
+	if it.Type == store.OutboxRequested && it.State != store.BotRequested && it.State != store.BotCancelled {
+		// The launcher reported on it: it has the request, though its 2xx
+		// was lost. Sending it again is pointless; its notices must follow.
+		if err := d.store.OutboxDelivered(ctx, it); err != nil {
+			log.Warn("record a delivery to the bot launcher", "err", err)
+		}
+		return
+	}
+	if it.Type == store.OutboxRequested && (it.State == store.BotCancelled || !it.Live) {
 		// Cancelled meanwhile, or the meeting is over for its owner: never sent late.
 		if err := d.store.OutboxCancelUnsent(ctx, it, "the meeting ended before the bot was sent"); err != nil {
 			log.Warn("cancel an unsent bot request", "err", err)
-		}
-		if it.State == store.BotRequested {
-			d.cfg.Outcomes.WithLabelValues("cancelled").Inc()
 		}
 		return
 	}
@@ -219,12 +229,13 @@ func (d *Dispatcher) retry(ctx context.Context, it store.OutboxItem, err error, 
 		}
 		return
 	}
-	// Full jitter over an exponential step; Retry-After is a floor.
+	// Jitter over an exponential step; the server's Retry-After is a floor
+	// (bounded: a launcher cannot park a request for days).
 	step := min(d.cfg.BaseDelay<<min(it.Attempts, 20), d.cfg.MaxDelay)
 	wait := step/2 + time.Duration(rand.Int64N(int64(step/2)+1))
 	var r *retryable
 	if errors.As(err, &r) && r.after > wait {
-		wait = min(r.after, d.cfg.MaxDelay)
+		wait = min(r.after, time.Hour)
 	}
 	log.Info("bot launcher delivery failed; retrying", "attempt", it.Attempts+1, "in", wait.String(), "err", err)
 	if serr := d.store.OutboxRetry(ctx, it.N, d.cfg.Now().Add(wait), err.Error()); serr != nil {

@@ -199,7 +199,7 @@ func (r *Reconciler) user(ctx context.Context, user string) error {
 		if m.UUID == "" || isLive[m.UUID] || (m.HostID != "" && m.HostID != user) {
 			continue
 		}
-		if err := r.repair(ctx, "started", store.KindStart, m, user); err != nil {
+		if err := r.start(ctx, m, user); err != nil {
 			return err
 		}
 	}
@@ -216,11 +216,11 @@ func (r *Reconciler) user(ctx context.Context, user string) error {
 		switch {
 		case errors.As(err, &ze) && ze.Status == http.StatusNotFound:
 			m = zoom.Meeting{Status: "deleted"}
+		case errors.As(err, &ze) && ze.Status == http.StatusTooManyRequests:
+			return r.note429(err) // Zoom wants a pause: the rest of the run waits for the next one
 		case err != nil:
-			if err := r.note429(err); err != nil {
-				return err
-			}
-			continue
+			r.cfg.Logger.Info("reconcile: a meeting could not be checked", "user", user, "err", err)
+			continue // one failure does not leave the user's other meetings unchecked
 		}
 		liveFor := r.cfg.Now().Sub(h.StartTime.Time)
 		var end bool
@@ -232,8 +232,7 @@ func (r *Reconciler) user(ctx context.Context, user string) error {
 			end = liveFor > r.cfg.WaitingGrace // Zoom's status lags a fresh start
 		}
 		if end {
-			m.UUID, m.HostID, m.Topic = h.UUID, user, h.Topic
-			if err := r.repair(ctx, "ended", store.KindEnd, m, user); err != nil {
+			if err := r.end(ctx, store.MeetingInfo{UUID: h.UUID, HostID: user}, "ended"); err != nil {
 				return err
 			}
 		}
@@ -241,32 +240,41 @@ func (r *Reconciler) user(ctx context.Context, user string) error {
 	return nil
 }
 
-// repair applies what Zoom said through the webhook path's store call, so
-// the frames are the ones a webhook would have caused.
-func (r *Reconciler) repair(ctx context.Context, what string, kind store.Kind, m zoom.Meeting, host string) error {
+// start applies a live meeting Zoom listed through the webhook path's store
+// call, so the frames are the ones a webhook would have caused.
+func (r *Reconciler) start(ctx context.Context, m zoom.Meeting, host string) error {
 	now := r.cfg.Now().UTC()
-	d := store.Delivery{
-		Event: "reconcile." + what, Key: []string{"reconcile." + what, m.UUID}, Kind: kind, At: now, Received: now,
-		Meeting: store.MeetingInfo{UUID: m.UUID, Topic: m.Topic, HostID: host, Type: m.Type,
-			Duration: m.Duration, Timezone: m.Timezone, Rank: 2, StartRank: 2},
-	}
+	info := store.MeetingInfo{UUID: m.UUID, Topic: m.Topic, HostID: host, Type: m.Type,
+		Duration: m.Duration, Timezone: m.Timezone, Rank: 2, StartRank: 2, StartTime: zoom.ParseTime(m.StartTime)}
 	if m.ID != 0 {
-		d.Meeting.ID = m.Number()
+		info.ID = m.Number()
 	}
-	d.Meeting.StartTime = zoom.ParseTime(m.StartTime)
-	if d.Meeting.StartTime.IsZero() {
-		d.Meeting.StartTime, d.Meeting.StartRank = now, 0
+	if info.StartTime.IsZero() {
+		info.StartTime, info.StartRank = now, 0
 	}
-	if kind == store.KindEnd {
-		d.Meeting.EndTime = now
-	}
+	return r.apply(ctx, "started", store.Delivery{Event: "reconcile.started", Key: []string{"reconcile.started", m.UUID},
+		Kind: store.KindStart, At: now, Received: now, Meeting: info})
+}
+
+// end ends a meeting onair holds live. The delivery carries only what
+// identifies it and the end time, at the lowest rank: what onair knew of
+// the meeting (a participant's join may have told more than Zoom's answer
+// now does) stays as it was.
+func (r *Reconciler) end(ctx context.Context, m store.MeetingInfo, repair string) error {
+	now := r.cfg.Now().UTC()
+	info := store.MeetingInfo{UUID: m.UUID, HostID: m.HostID, EndTime: now}
+	return r.apply(ctx, repair, store.Delivery{Event: "reconcile." + repair, Key: []string{"reconcile." + repair, m.UUID},
+		Kind: store.KindEnd, At: now, Received: now, Meeting: info})
+}
+
+func (r *Reconciler) apply(ctx context.Context, repair string, d store.Delivery) error {
 	out, err := r.store.Ingest(ctx, d)
 	if err != nil {
 		return err
 	}
 	if out == store.OutcomeAccepted {
-		r.cfg.Repairs.WithLabelValues(what).Inc()
-		r.cfg.Logger.Info("reconcile: repaired a live meeting", "repair", what, "user", host)
+		r.cfg.Repairs.WithLabelValues(repair).Inc()
+		r.cfg.Logger.Info("reconcile: repaired a live meeting", "repair", repair, "user", d.Meeting.HostID)
 	}
 	return nil
 }
@@ -280,17 +288,10 @@ func (r *Reconciler) endStale(ctx context.Context) {
 		return
 	}
 	for _, m := range stale {
-		now := r.cfg.Now().UTC()
-		m.EndTime, m.Rank = now, 0
-		out, err := r.store.Ingest(ctx, store.Delivery{Event: "stale.ended", Key: []string{"stale.ended", m.UUID},
-			Kind: store.KindEnd, At: now, Received: now, Meeting: m})
-		if err != nil {
+		r.cfg.Logger.Warn("ending a stale meeting: live with no event and no Zoom token to ask", "after", r.cfg.StaleAfter.String())
+		if err := r.end(ctx, m, "stale"); err != nil {
 			r.cfg.Logger.Warn("reconcile: end a stale meeting", "err", err)
 			return
-		}
-		if out == store.OutcomeAccepted {
-			r.cfg.Repairs.WithLabelValues("stale").Inc()
-			r.cfg.Logger.Warn("ended a stale meeting: live with no event and no Zoom token to ask", "after", r.cfg.StaleAfter.String())
 		}
 	}
 }

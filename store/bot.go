@@ -227,12 +227,13 @@ var ErrIllegalMove = errors.New("illegal bot state change")
 
 // botMoves lists, for each state a launcher reports, the states it may come
 // from: requested or dispatched → joining → joined → left (joining may be
-// skipped); any state but left → failed.
+// skipped); any state but left → failed, except that a cancelled request
+// stays cancelled (issue 5): the user's cancel is final.
 var botMoves = map[string][]string{
 	BotJoining: {BotRequested, BotDispatched},
 	BotJoined:  {BotRequested, BotDispatched, BotJoining},
 	BotLeft:    {BotJoined},
-	BotFailed:  {BotRequested, BotDispatched, BotJoining, BotJoined, BotCancelled},
+	BotFailed:  {BotRequested, BotDispatched, BotJoining, BotJoined},
 }
 
 // BotStatus applies the launcher's report on a request, pushed as
@@ -263,7 +264,9 @@ func (s *Store) BotStatus(ctx context.Context, requestID, state, detail string) 
 		}
 		b.State, b.Detail, b.UpdatedAt = state, detail, Time{tx.now.UTC()}
 		active := state != BotLeft && state != BotFailed
-		if _, err := tx.exec(`UPDATE bot_requests SET state = ?, detail = ?, active = ?, updated_at = ? WHERE id = ?`,
+		// A launcher reporting on a request has it, whether or not its 2xx
+		// reached onair: later notices must go to it.
+		if _, err := tx.exec(`UPDATE bot_requests SET state = ?, detail = ?, active = ?, sent = 1, updated_at = ? WHERE id = ?`,
 			b.State, b.Detail, active, ms(tx.now), requestID); err != nil {
 			return fmt.Errorf("bot status: %w", err)
 		}

@@ -342,5 +342,10 @@ func (tx *Tx) forgetUser(id string) error {
 		field, like); err != nil {
 		return fmt.Errorf("forget user: %w", err)
 	}
+	// Built bodies waiting in others' outbox name them too: they are built
+	// again, from the meetings row above, at the next attempt.
+	if _, err := tx.exec(`UPDATE bot_outbox SET body = '', detail = '' WHERE body LIKE ? ESCAPE '\'`, like); err != nil {
+		return fmt.Errorf("forget user: %w", err)
+	}
 	return nil
 }

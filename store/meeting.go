@@ -126,6 +126,7 @@ func (m *meetingRow) merge(in MeetingInfo) {
 		}
 	}
 	switch {
+	case in.StartTime.IsZero(): // says nothing about the start (an end repair)
 	case in.StartRank > m.StartRank:
 		m.StartTime, m.StartRank = in.StartTime, in.StartRank
 	case in.StartRank == m.StartRank && in.StartTime.Before(m.StartTime):

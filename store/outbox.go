@@ -166,7 +166,7 @@ func (s *Store) OutboxGiveUp(ctx context.Context, it OutboxItem, reason string) 
 		}
 		b, err := tx.botByID(it.RequestID)
 		if err != nil || b.State != BotRequested {
-			return err
+			return err // the launcher reported on it: BotStatus marked it sent
 		}
 		_, err = tx.endRequest(it.User, b, BotFailed, reason, "")
 		return err

@@ -46,11 +46,11 @@ func (s *Store) TokenUsers(ctx context.Context) ([]string, error) {
 }
 
 // StaleMeetings lists live meetings with no event for longer than after
-// and no member whose Zoom token could ask Zoom about them.
+// whose host has no Zoom token to ask Zoom about them with (only the host's
+// reconciliation checks a meeting, and another user's token cannot read it).
 func (s *Store) StaleMeetings(ctx context.Context, after time.Duration) ([]MeetingInfo, error) {
 	rows, err := s.read.QueryContext(ctx, `SELECT uuid, id, host_id FROM meetings m
-		WHERE live = 1 AND updated_at < ? AND NOT EXISTS (SELECT 1 FROM meeting_members mm
-			JOIN zoom_tokens t ON t.user_id = mm.user_id WHERE mm.meeting_uuid = m.uuid)
+		WHERE live = 1 AND updated_at < ? AND NOT EXISTS (SELECT 1 FROM zoom_tokens t WHERE t.user_id = m.host_id)
 		ORDER BY updated_at LIMIT 1000`, ms(s.opts.Now().Add(-after)))
 	if err != nil {
 		return nil, fmt.Errorf("stale meetings: %w", err)
