@@ -318,3 +318,25 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// Every call to Zoom through the metrics' transport is counted by status class.
+func TestZoomCallsAreCounted(t *testing.T) {
+	fz := fakezoom.New(t)
+	fz.AddUser(fakezoom.User{ID: "zu-1"})
+	var m *Metrics
+	e := zoomEnv(t, fz)
+	m = e.srv.metrics
+	e.srv.cfg.Zoom.HTTP = &http.Client{Transport: m.ZoomTransport(nil)}
+	fz.FailAPI("/users/me", http.StatusTooManyRequests, 1)
+	e.zoomSignIn(t) // token 2xx, /users/me 429
+	e.zoomSignIn(t) // token 2xx, /users/me 2xx
+	for series, want := range map[string]float64{
+		`onair_zoom_api_calls_total{status="2xx"}`: 3,
+		`onair_zoom_api_calls_total{status="429"}`: 1,
+		`onair_zoom_api_calls_total{status="5xx"}`: 0,
+	} {
+		if got := e.metric(series); got != want {
+			t.Fatalf("%s: %v, want %v", series, got, want)
+		}
+	}
+}

@@ -829,8 +829,15 @@ func TestWebhookMetricsAtStartup(t *testing.T) {
 	for _, o := range []string{"dispatched", "retried", "failed", "cancelled"} {
 		series = append(series, fmt.Sprintf(`onair_bot_requests_total{outcome=%q}`, o))
 	}
+	for _, c := range []string{"2xx", "4xx", "429", "5xx", "error"} {
+		series = append(series, fmt.Sprintf(`onair_zoom_api_calls_total{status=%q}`, c))
+	}
+	for _, r := range []string{"started", "ended", "stale"} {
+		series = append(series, fmt.Sprintf(`onair_live_repairs_total{repair=%q}`, r))
+	}
 	series = append(series, "onair_webhook_last_received_timestamp_seconds", "onair_webhook_duration_seconds_count",
-		"onair_push_latency_seconds_count", "onair_ws_connections", "onair_live_meetings")
+		"onair_push_latency_seconds_count", "onair_ws_connections", "onair_live_meetings",
+		"onair_bot_dispatch_latency_seconds_count", "onair_reconcile_runs_total")
 	for _, s := range series {
 		t.Run(s, func(t *testing.T) {
 			v, ok := m[s]
