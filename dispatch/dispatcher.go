@@ -21,8 +21,8 @@ import (
 // Store is what the dispatcher needs of the state.
 type Store interface {
 	DueOutbox(ctx context.Context, limit int, skip map[int64]bool) ([]store.OutboxItem, time.Time, error)
-	SaveOutboxBody(ctx context.Context, n int64, body, detail string) error
-	OutboxRetry(ctx context.Context, n int64, at time.Time, lastErr string) error
+	ReadyToSend(ctx context.Context, it store.OutboxItem, body, detail string) error
+	OutboxRetry(ctx context.Context, it store.OutboxItem, at time.Time, lastErr string) error
 	OutboxDelivered(ctx context.Context, it store.OutboxItem) error
 	OutboxGiveUp(ctx context.Context, it store.OutboxItem, reason string) error
 	OutboxCancelUnsent(ctx context.Context, it store.OutboxItem, reason string) error
@@ -63,12 +63,21 @@ type Dispatcher struct {
 
 	mu       sync.Mutex
 	inflight map[int64]bool
+	// held are items whose bookkeeping write failed: not tried again before
+	// the time noted, or a failing database would make them spin.
+	held map[int64]time.Time
 }
+
+// NoRedirects is the launcher client's CheckRedirect: a 3xx is an answer
+// (a failure, retried), never followed, or a 303 would turn the signed POST
+// into a GET whose 2xx looks like a delivery, and a 307 would hand the
+// signed request to another host.
+func NoRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // New returns a dispatcher; Run starts it.
 func New(cfg Config, st Store) *Dispatcher {
 	if cfg.HTTP == nil {
-		cfg.HTTP = &http.Client{Timeout: 10 * time.Second}
+		cfg.HTTP = &http.Client{Timeout: 10 * time.Second, CheckRedirect: NoRedirects}
 	}
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = 8
@@ -94,7 +103,7 @@ func New(cfg Config, st Store) *Dispatcher {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Dispatcher{cfg: cfg, store: st, wake: make(chan struct{}, 1), inflight: map[int64]bool{}}
+	return &Dispatcher{cfg: cfg, store: st, wake: make(chan struct{}, 1), inflight: map[int64]bool{}, held: map[int64]time.Time{}}
 }
 
 // Wake tells the dispatcher that something entered the outbox.
@@ -112,9 +121,21 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	for {
 		d.mu.Lock()
 		free := d.cfg.Workers - len(d.inflight)
-		skip := make(map[int64]bool, len(d.inflight))
+		skip := make(map[int64]bool, len(d.inflight)+len(d.held))
 		for n := range d.inflight {
 			skip[n] = true
+		}
+		now := d.cfg.Now()
+		var heldUntil time.Time
+		for n, until := range d.held {
+			if now.After(until) {
+				delete(d.held, n)
+				continue
+			}
+			skip[n] = true
+			if heldUntil.IsZero() || until.Before(heldUntil) {
+				heldUntil = until
+			}
 		}
 		d.mu.Unlock()
 		var next time.Time
@@ -125,6 +146,9 @@ func (d *Dispatcher) Run(ctx context.Context) {
 				nextAt = d.cfg.Now().Add(time.Second)
 			}
 			next = nextAt
+			if !heldUntil.IsZero() && (next.IsZero() || heldUntil.Before(next)) {
+				next = heldUntil
+			}
 			for _, it := range items {
 				d.mu.Lock()
 				d.inflight[it.N] = true
@@ -161,39 +185,49 @@ func (d *Dispatcher) Run(ctx context.Context) {
 // handle makes one attempt at an item.
 func (d *Dispatcher) handle(ctx context.Context, it store.OutboxItem) {
 	log := d.cfg.Logger.With("request_id", it.RequestID, "type", it.Type)
+	// The bookkeeping after a send must happen even when the server stops
+	// meanwhile: a 2xx not recorded would send the request again.
+	book, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
 	if it.Type == store.OutboxRequested && it.State != store.BotRequested && it.State != store.BotCancelled {
 		// The launcher reported on it: it has the request, though its 2xx
 		// was lost. Sending it again is pointless; its notices must follow.
-		if err := d.store.OutboxDelivered(ctx, it); err != nil {
-			log.Warn("record a delivery to the bot launcher", "err", err)
+		err := d.store.OutboxDelivered(book, it)
+		if err == nil {
+			d.cfg.Outcomes.WithLabelValues("dispatched").Inc()
 		}
+		d.bookkeep(it, err, log)
 		return
 	}
 	if it.Type == store.OutboxRequested && (it.State == store.BotCancelled || !it.Live) {
 		// Cancelled meanwhile, or the meeting is over for its owner: never sent late.
-		if err := d.store.OutboxCancelUnsent(ctx, it, "the meeting ended before the bot was sent"); err != nil {
-			log.Warn("cancel an unsent bot request", "err", err)
-		}
+		d.bookkeep(it, d.store.OutboxCancelUnsent(book, it, "the meeting ended before the bot was sent"), log)
 		return
 	}
+	var body, detail string
 	if it.Body == "" {
-		body, detail, err := d.build(ctx, it)
-		if err != nil {
-			d.retry(ctx, it, err, log)
+		var err error
+		if body, detail, err = d.build(ctx, it); err != nil {
+			d.retry(ctx, book, it, err, log)
 			return
 		}
-		if err := d.store.SaveOutboxBody(ctx, it.N, body, detail); err != nil {
-			log.Warn("save a built bot request", "err", err)
-			return
+	}
+	// The last check, after the join data took its time: still due?
+	if err := d.store.ReadyToSend(book, it, body, detail); err != nil {
+		if !errors.Is(err, store.ErrOutboxGone) {
+			d.bookkeep(it, err, log)
 		}
+		return // gone: the next read handles what became of it
+	}
+	if body != "" {
 		it.Body, it.Detail = body, detail
 	}
 	if err := d.post(ctx, it); err != nil {
-		d.retry(ctx, it, err, log)
+		d.retry(ctx, book, it, err, log)
 		return
 	}
-	if err := d.store.OutboxDelivered(ctx, it); err != nil {
-		log.Warn("record a delivery to the bot launcher", "err", err)
+	if err := d.store.OutboxDelivered(book, it); err != nil {
+		d.bookkeep(it, err, log)
 		return
 	}
 	if it.Type == store.OutboxRequested {
@@ -201,6 +235,18 @@ func (d *Dispatcher) handle(ctx context.Context, it store.OutboxItem) {
 		d.cfg.Latency.Observe(d.cfg.Now().Sub(it.RequestedAt).Seconds())
 	}
 	log.Info("delivered to the bot launcher", "attempt", it.Attempts+1)
+}
+
+// bookkeep notes a failed write about an item and holds the item back a
+// while; nil is nothing to note.
+func (d *Dispatcher) bookkeep(it store.OutboxItem, err error, log *slog.Logger) {
+	if err == nil {
+		return
+	}
+	log.Warn("bot outbox bookkeeping failed; holding the item back", "err", err)
+	d.mu.Lock()
+	d.held[it.N] = d.cfg.Now().Add(5 * time.Second)
+	d.mu.Unlock()
 }
 
 // retryable is a failure worth another attempt, possibly not before after.
@@ -213,15 +259,15 @@ func (r *retryable) Error() string { return r.err.Error() }
 func (r *retryable) Unwrap() error { return r.err }
 
 // retry schedules the next attempt, or gives up after the last one.
-func (d *Dispatcher) retry(ctx context.Context, it store.OutboxItem, err error, log *slog.Logger) {
+func (d *Dispatcher) retry(ctx, book context.Context, it store.OutboxItem, err error, log *slog.Logger) {
 	if ctx.Err() != nil {
 		return // stopping: the item stays due and is tried after the restart
 	}
 	if it.Attempts+1 >= d.cfg.MaxAttempts {
-		reason := "the bot launcher could not be reached: " + err.Error()
+		reason := "not delivered to the bot launcher: " + err.Error()
 		log.Warn("giving up on a bot launcher delivery", "attempts", it.Attempts+1, "err", err)
-		if gerr := d.store.OutboxGiveUp(ctx, it, reason); gerr != nil {
-			log.Warn("give up a bot request", "err", gerr)
+		if gerr := d.store.OutboxGiveUp(book, it, reason); gerr != nil {
+			d.bookkeep(it, gerr, log)
 			return
 		}
 		if it.Type == store.OutboxRequested {
@@ -238,8 +284,8 @@ func (d *Dispatcher) retry(ctx context.Context, it store.OutboxItem, err error, 
 		wait = min(r.after, time.Hour)
 	}
 	log.Info("bot launcher delivery failed; retrying", "attempt", it.Attempts+1, "in", wait.String(), "err", err)
-	if serr := d.store.OutboxRetry(ctx, it.N, d.cfg.Now().Add(wait), err.Error()); serr != nil {
-		log.Warn("schedule a retry", "err", serr)
+	if serr := d.store.OutboxRetry(book, it, d.cfg.Now().Add(wait), err.Error()); serr != nil {
+		d.bookkeep(it, serr, log)
 		return
 	}
 	if it.Type == store.OutboxRequested {

@@ -1140,26 +1140,30 @@ func TestZoomFailuresRetried(t *testing.T) {
 	}
 }
 
+// Zoom failing for good does not hold the bot back for ever: after three
+// attempts the launcher gets the request with what there is, and the detail
+// says what is missing and why.
 func TestZoomFailuresExhausted(t *testing.T) {
 	t.Parallel()
 	l := newLauncher(t)
 	e := newEnv(t, l)
-	e.cfg.MaxAttempts = 3
+	e.cfg.MaxAttempts = 8
 	e.zoomUser("host1")
 	number, _ := e.meeting("host1")
 	e.started("host1", "m1", number)
 	e.fz.FailAPI("/meetings/"+number, 500, fakezoom.Always)
 	b := e.requestBot("host1", "m1")
 	e.run()
-	f := e.waitState(b.RequestID, store.BotFailed)
-	if f.Detail == "" {
-		t.Errorf("failed without a reason")
+	f := e.waitState(b.RequestID, store.BotDispatched)
+	if !strings.Contains(f.Detail, "Zoom did not answer") {
+		t.Errorf("detail %q, want it to say Zoom did not answer", f.Detail)
 	}
-	if hits := l.Hits(); len(hits) != 0 {
-		t.Fatalf("launcher got a request without join data: %s", hits[0].body)
+	hits := l.Hits()
+	if len(hits) != 1 || strings.Contains(string(hits[0].body), `"join_url"`) {
+		t.Fatalf("launcher got %d requests; want one, without join_url", len(hits))
 	}
 	if calls := e.fz.APICalls("/meetings/" + number); calls != 3 {
-		t.Errorf("GET /meetings/%s called %d times, want MaxAttempts = 3", number, calls)
+		t.Errorf("GET /meetings/%s called %d times, want 3 (the attempts spent on Zoom)", number, calls)
 	}
 }
 
@@ -1448,5 +1452,52 @@ func TestTwoRequestersOneMeeting(t *testing.T) {
 	}
 	if !seen[bh.RequestID] || !seen[bp.RequestID] {
 		t.Errorf("requests sent %v, want %s and %s", seen, bh.RequestID, bp.RequestID)
+	}
+}
+
+// A launcher that cannot be reached fails the request with a reason that
+// does not repeat its URL (a URL may carry a secret, and the reason is
+// shown to the user).
+func TestFailureReasonHidesTheURL(t *testing.T) {
+	t.Parallel()
+	l := newDownLauncher(t)
+	e := newEnv(t, l)
+	e.cfg.MaxAttempts = 2
+	e.zoomUser("host1")
+	number, _ := e.meeting("host1")
+	e.started("host1", "m1", number)
+	b := e.requestBot("host1", "m1")
+	e.run()
+	f := e.waitState(b.RequestID, store.BotFailed)
+	if f.Detail == "" || strings.Contains(f.Detail, l.addr) || strings.Contains(f.Detail, "http") {
+		t.Fatalf("detail %q: want a reason without the launcher's URL", f.Detail)
+	}
+}
+
+// A redirect is an answer, not a delivery: a 303 would turn the signed POST
+// into a GET whose 2xx looked like one.
+func TestRedirectIsNotFollowed(t *testing.T) {
+	t.Parallel()
+	l := newLauncher(t)
+	l.setRespond(func(n int, h hit) reply {
+		if n < 2 {
+			return reply{status: http.StatusSeeOther}
+		}
+		return reply{}
+	})
+	e := newEnv(t, l)
+	e.zoomUser("host1")
+	number, _ := e.meeting("host1")
+	e.started("host1", "m1", number)
+	b := e.requestBot("host1", "m1")
+	e.run()
+	e.waitState(b.RequestID, store.BotDispatched)
+	for i, h := range l.Hits() {
+		if h.method != http.MethodPost {
+			t.Fatalf("request %d was a %s: a redirect was followed", i, h.method)
+		}
+	}
+	if n := len(l.Hits()); n != 3 {
+		t.Fatalf("launcher got %d requests, want 3 (two 303s retried, then 200)", n)
 	}
 }

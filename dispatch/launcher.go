@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -41,14 +42,21 @@ func (d *Dispatcher) post(ctx context.Context, it store.OutboxItem) error {
 	req.Header.Set(HeaderIdempotency, key)
 	resp, err := d.cfg.HTTP.Do(req)
 	if err != nil {
-		return &retryable{err: fmt.Errorf("POST %s: %w", d.cfg.URL, unwrapURL(err))}
+		// Not the error's text: it holds the URL, which may carry a secret,
+		// and it becomes the bot's detail, shown to the user.
+		what := "no answer from the bot launcher"
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			what = "the bot launcher did not answer in time"
+		}
+		return &retryable{err: errors.New(what)}
 	}
 	defer resp.Body.Close()
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode/100 == 2 {
 		return nil
 	}
-	return &retryable{err: fmt.Errorf("the launcher answered %s", resp.Status), after: retryAfter(resp.Header.Get("Retry-After"), d.cfg.Now())}
+	return &retryable{err: fmt.Errorf("the bot launcher answered %s", resp.Status), after: retryAfter(resp.Header.Get("Retry-After"), d.cfg.Now())}
 }
 
 // retryAfter reads Retry-After as seconds or as an HTTP date.
@@ -63,16 +71,6 @@ func retryAfter(v string, now time.Time) time.Duration {
 		return t.Sub(now)
 	}
 	return 0
-}
-
-func unwrapURL(err error) error {
-	var ue interface{ Unwrap() error }
-	if errors.As(err, &ue) {
-		if inner := ue.Unwrap(); inner != nil {
-			return inner
-		}
-	}
-	return err
 }
 
 // requestBody is bot.requested (CONTRACT §3).
@@ -105,6 +103,9 @@ type noticeBody struct {
 	At        store.Time    `json:"at"`
 }
 
+// zoomAttempts bounds the attempts spent waiting for Zoom's join data.
+const zoomAttempts = 3
+
 // build makes an item's body, once. For a request it fetches the join data
 // with the requesting user's Zoom token: a piece Zoom refuses (4xx) is left
 // out with the reason in detail; a 429 or 5xx is retried.
@@ -119,7 +120,12 @@ func (d *Dispatcher) build(ctx context.Context, it store.OutboxItem) (body, deta
 	r.Join.MeetingNumber = it.Meeting.ID
 	var missing []string
 	if err := d.joinData(ctx, it, &r.Join, &missing); err != nil {
-		return "", "", err
+		if it.Attempts+1 < zoomAttempts {
+			return "", "", err
+		}
+		// Zoom keeps failing: the launcher gets what there is, and the
+		// reason, rather than nothing.
+		missing = append(missing, "join data incomplete: Zoom did not answer after "+strconv.Itoa(zoomAttempts)+" attempts ("+err.Error()+")")
 	}
 	b, err := json.Marshal(r)
 	return string(b), strings.Join(missing, "; "), err

@@ -104,9 +104,12 @@ func (r *Reconciler) Kick(user string) {
 	}
 }
 
-// Run serves kicks and runs the periodic pass until ctx ends.
+// Run serves kicks and runs the periodic pass until ctx ends, and returns
+// once neither runs.
 func (r *Reconciler) Run(ctx context.Context) {
-	go r.serveKicks(ctx)
+	kicks := make(chan struct{})
+	go func() { defer close(kicks); r.serveKicks(ctx) }()
+	defer func() { <-kicks }()
 	tick := time.NewTicker(r.cfg.Interval)
 	defer tick.Stop()
 	for {
@@ -192,8 +195,13 @@ func (r *Reconciler) user(ctx context.Context, user string) error {
 		return err
 	}
 	live, err := r.cfg.Zoom.LiveMeetings(ctx, access, user)
-	if err := r.note429(err); err != nil {
-		return err
+	var ze *zoom.Error
+	switch {
+	case errors.As(err, &ze) && ze.Status == http.StatusTooManyRequests:
+		return r.note429(err)
+	case err != nil:
+		// The held meetings can still be checked one by one.
+		r.cfg.Logger.Info("reconcile: live meetings could not be listed", "user", user, "err", err)
 	}
 	for _, m := range live {
 		if m.UUID == "" || isLive[m.UUID] || (m.HostID != "" && m.HostID != user) {
@@ -212,7 +220,6 @@ func (r *Reconciler) user(ctx context.Context, user string) error {
 			return err
 		}
 		m, err := r.cfg.Zoom.GetMeeting(ctx, access, h.ID)
-		var ze *zoom.Error
 		switch {
 		case errors.As(err, &ze) && ze.Status == http.StatusNotFound:
 			m = zoom.Meeting{Status: "deleted"}
@@ -288,7 +295,8 @@ func (r *Reconciler) endStale(ctx context.Context) {
 		return
 	}
 	for _, m := range stale {
-		r.cfg.Logger.Warn("ending a stale meeting: live with no event and no Zoom token to ask", "after", r.cfg.StaleAfter.String())
+		r.cfg.Logger.Warn("ending a stale meeting: live with no event and no Zoom token to ask",
+			"meeting", m.UUID, "after", r.cfg.StaleAfter.String())
 		if err := r.end(ctx, m, "stale"); err != nil {
 			r.cfg.Logger.Warn("reconcile: end a stale meeting", "err", err)
 			return

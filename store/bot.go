@@ -60,12 +60,14 @@ func (s *Store) RequestBot(ctx context.Context, user, meetingUUID string) (Bot, 
 	// up returns while the writer may still be running fn.
 	var b Bot
 	var created bool
+	var refused error // a refusal writes nothing: not an error of the batch
 	err := s.w.do(ctx, func(tx *Tx) error {
 		var live int
 		err := tx.queryRow(`SELECT 1 FROM meeting_members WHERE meeting_uuid = ? AND user_id = ? AND in_meeting = 1`,
 			meetingUUID, user).Scan(&live)
 		if err == sql.ErrNoRows {
-			return ErrNotLive
+			refused = ErrNotLive
+			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("request bot: %w", err)
@@ -73,6 +75,9 @@ func (s *Store) RequestBot(ctx context.Context, user, meetingUUID string) (Bot, 
 		b, created, err = tx.requestBot(user, meetingUUID)
 		return err
 	})
+	if err == nil {
+		err = refused
+	}
 	if err != nil {
 		return Bot{}, false, err
 	}
@@ -103,15 +108,22 @@ func (tx *Tx) requestBot(user, meetingUUID string) (Bot, bool, error) {
 func (s *Store) CancelBot(ctx context.Context, user, meetingUUID string) (Bot, string, error) {
 	var b Bot
 	var prev string
+	var refused error // a refusal writes nothing: not an error of the batch
 	err := s.w.do(ctx, func(tx *Tx) error {
 		var err error
-		if b, err = tx.activeBot(user, meetingUUID); err != nil {
+		if b, err = tx.activeBot(user, meetingUUID); err == ErrNotFound {
+			refused = err
+			return nil
+		} else if err != nil {
 			return err
 		}
 		prev = b.State
 		b, err = tx.endRequest(user, b, BotCancelled, "", OutboxCancelled)
 		return err
 	})
+	if err == nil {
+		err = refused
+	}
 	if err != nil {
 		return Bot{}, "", err
 	}
@@ -227,8 +239,8 @@ var ErrIllegalMove = errors.New("illegal bot state change")
 
 // botMoves lists, for each state a launcher reports, the states it may come
 // from: requested or dispatched → joining → joined → left (joining may be
-// skipped); any state but left → failed, except that a cancelled request
-// stays cancelled (issue 5): the user's cancel is final.
+// skipped); any state but left → failed, where a cancelled request stays
+// cancelled (issue 5: the user's cancel is final) and the report is a no-op.
 var botMoves = map[string][]string{
 	BotJoining: {BotRequested, BotDispatched},
 	BotJoined:  {BotRequested, BotDispatched, BotJoining},
@@ -247,17 +259,22 @@ func (s *Store) BotStatus(ctx context.Context, requestID, state, detail string) 
 	}
 	var b Bot
 	var changed bool
+	var refused error // a refusal writes nothing: not an error of the batch
 	err := s.w.do(ctx, func(tx *Tx) error {
 		var user string
 		var err error
-		if b, err = tx.botByID(requestID); err != nil {
+		if b, err = tx.botByID(requestID); err == ErrNotFound {
+			refused = err
+			return nil
+		} else if err != nil {
 			return err
 		}
-		if b.State == state {
-			return nil
+		if b.State == state || (b.State == BotCancelled && state == BotFailed) {
+			return nil // a repeat; or the bot of a cancelled request failed: it stays cancelled
 		}
 		if !slices.Contains(from, b.State) {
-			return ErrIllegalMove
+			refused = ErrIllegalMove
+			return nil
 		}
 		if err := tx.queryRow(`SELECT user_id FROM bot_requests WHERE id = ?`, requestID).Scan(&user); err != nil {
 			return err
@@ -279,6 +296,9 @@ func (s *Store) BotStatus(ctx context.Context, requestID, state, detail string) 
 		changed = true
 		return tx.botUpdated(user, b)
 	})
+	if err == nil {
+		err = refused
+	}
 	if err != nil {
 		return Bot{}, false, err
 	}

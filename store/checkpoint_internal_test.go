@@ -93,3 +93,55 @@ func TestManyFirstWelcomesAtOnce(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// SQLite hands the number of a deleted last row out again: an outbox item
+// is identified by its request and type too, so a worker finishing a gone
+// item never touches the one that took its number.
+func TestOutboxRowNumberReuse(t *testing.T) {
+	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	s, err := Open(context.Background(), Options{Path: filepath.Join(t.TempDir(), "onair.db"), Launcher: true, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	d := Delivery{Event: "meeting.started", Key: []string{"k1"}, Kind: KindStart, At: now, Received: now,
+		Meeting: MeetingInfo{UUID: "m1", ID: "1", HostID: "host", Rank: 2, StartRank: 2, StartTime: now}}
+	if _, err := s.Ingest(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	a, _, err := s.RequestBot(ctx, "host", "m1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	due, _, _ := s.DueOutbox(ctx, 10, nil)
+	itemA := due[0]
+	if _, _, err := s.CancelBot(ctx, "host", "m1"); err != nil {
+		t.Fatal(err)
+	}
+	b, _, err := s.RequestBot(ctx, "host", "m1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	due, _, _ = s.DueOutbox(ctx, 10, nil)
+	if len(due) != 1 || due[0].RequestID != b.RequestID {
+		t.Fatalf("due %+v, want only B", due)
+	}
+	if due[0].N != itemA.N {
+		t.Logf("the row number was not reused (%d, %d): the test shows less", itemA.N, due[0].N)
+	}
+	// A's worker comes back late: it must neither send B's row as A's nor remove it.
+	if err := s.ReadyToSend(ctx, itemA, `{"request_id":"`+a.RequestID+`"}`, ""); err != ErrOutboxGone {
+		t.Fatalf("ready to send a gone item: %v, want ErrOutboxGone", err)
+	}
+	if err := s.OutboxRetry(ctx, itemA, now.Add(time.Hour), "late"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.OutboxGiveUp(ctx, itemA, "late"); err != nil {
+		t.Fatal(err)
+	}
+	due, _, _ = s.DueOutbox(ctx, 10, nil)
+	if len(due) != 1 || due[0].RequestID != b.RequestID || due[0].Body != "" || due[0].Attempts != 0 {
+		t.Fatalf("B's item after A's late worker: %+v", due)
+	}
+}

@@ -123,7 +123,7 @@ func TestDeauthorizeForgetsEveryTrace(t *testing.T) {
 	MustAccept(t, st, started(gone, uuidN(1), step()))
 	bots[uuidN(1)] = goneBot(uuidN(1))
 	it := dueItem(t, st, bots[uuidN(1)], store.OutboxRequested)
-	if err := st.SaveOutboxBody(ctx, it.N, launcherBody(t, it), ""); err != nil {
+	if err := st.ReadyToSend(ctx, it, launcherBody(t, it), ""); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.OutboxDelivered(ctx, it); err != nil {
@@ -150,10 +150,10 @@ func TestDeauthorizeForgetsEveryTrace(t *testing.T) {
 	if !strings.Contains(bob4Body, `"host_id":"`+gone+`"`) {
 		t.Fatalf("bob's request names the host as %q, want %q: %s", it.Meeting.HostID, gone, bob4Body)
 	}
-	if err := st.SaveOutboxBody(ctx, it.N, bob4Body, ""); err != nil {
+	if err := st.ReadyToSend(ctx, it, bob4Body, ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.OutboxRetry(ctx, it.N, clk.Now().Add(time.Minute), "launcher answered 500"); err != nil {
+	if err := st.OutboxRetry(ctx, it, clk.Now().Add(time.Minute), "launcher answered 500"); err != nil {
 		t.Fatal(err)
 	}
 	// 5: an instant meeting started by their own join, with a stranger.

@@ -314,6 +314,12 @@ func (tx *Tx) deauthorize(d Delivery) (Outcome, error) {
 func (tx *Tx) forgetUser(id string) error {
 	tx.known[id] = false
 	for _, q := range []string{
+		// Bodies built for others' requests about meetings they were part
+		// of may name them (sealed or not): they are built again, from the
+		// rows as this leaves them, at the next attempt.
+		`UPDATE bot_outbox SET body = '', detail = '' WHERE request_id IN (SELECT b.id FROM bot_requests b
+			JOIN meetings m ON m.uuid = b.meeting_uuid
+			WHERE m.host_id = ? OR m.uuid IN (SELECT meeting_uuid FROM meeting_members WHERE user_id = ?))`,
 		`DELETE FROM events WHERE user_id = ?`,
 		// Meetings only they were part of.
 		`DELETE FROM meetings WHERE (host_id = ? OR uuid IN (SELECT meeting_uuid FROM meeting_members WHERE user_id = ?))
@@ -340,11 +346,6 @@ func (tx *Tx) forgetUser(id string) error {
 	like := "%" + strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(field) + "%"
 	if _, err := tx.exec(`UPDATE events SET data = replace(data, ?, '"host_id":""') WHERE data LIKE ? ESCAPE '\'`,
 		field, like); err != nil {
-		return fmt.Errorf("forget user: %w", err)
-	}
-	// Built bodies waiting in others' outbox name them too: they are built
-	// again, from the meetings row above, at the next attempt.
-	if _, err := tx.exec(`UPDATE bot_outbox SET body = '', detail = '' WHERE body LIKE ? ESCAPE '\'`, like); err != nil {
 		return fmt.Errorf("forget user: %w", err)
 	}
 	return nil

@@ -80,6 +80,11 @@ func (s *Store) DueOutbox(ctx context.Context, limit int, skip map[int64]bool) (
 			break
 		}
 		it.Queued, it.RequestedAt = time.UnixMilli(queued).UTC(), time.UnixMilli(requested).UTC()
+		if it.Body != "" && s.aead != nil {
+			if it.Body, err = s.openString("outbox\x00"+it.RequestID+"\x00"+it.Type, it.Body); err != nil {
+				it.Body = "" // built again at the next attempt
+			}
+		}
 		it.Meeting.Role = role
 		due = append(due, it)
 	}
@@ -104,21 +109,71 @@ func (s *Store) DueOutbox(ctx context.Context, limit int, skip map[int64]bool) (
 	return due, next, nil
 }
 
-// SaveOutboxBody keeps an item's body once built, so every retry sends the
-// same bytes, with what it lacks.
-func (s *Store) SaveOutboxBody(ctx context.Context, n int64, body, detail string) error {
+// ErrOutboxGone says an item is no longer due as it was read: delivered,
+// given up, or its request ended meanwhile.
+var ErrOutboxGone = errors.New("outbox item gone")
+
+// itemWhere identifies an item by more than its row number: SQLite reuses
+// the number of a deleted last row.
+const itemWhere = `n = ? AND request_id = ? AND type = ?`
+
+func itemArgs(it OutboxItem, before ...any) []any {
+	return append(before, it.N, it.RequestID, it.Type)
+}
+
+// ReadyToSend is the last check before an item goes out: it is still in the
+// outbox and, for a request, the request is still waiting and its meeting
+// live for its owner (ErrOutboxGone otherwise; a request cancelled or ended
+// while its join data was fetched is not sent late). A body built for this
+// attempt is kept, so every retry sends the same bytes; with a secret key
+// it is sealed, as it may carry join secrets.
+func (s *Store) ReadyToSend(ctx context.Context, it OutboxItem, body, detail string) error {
+	var stored string
+	if body != "" && s.aead != nil {
+		stored = s.sealString("outbox\x00"+it.RequestID+"\x00"+it.Type, body)
+	} else {
+		stored = body
+	}
 	return s.w.do(ctx, func(tx *Tx) error {
-		_, err := tx.exec(`UPDATE bot_outbox SET body = ?, detail = ? WHERE n = ?`, body, detail, n)
+		var state string
+		var live bool
+		err := tx.queryRow(`SELECT b.state, COALESCE((SELECT in_meeting FROM meeting_members mm
+				WHERE mm.meeting_uuid = b.meeting_uuid AND mm.user_id = b.user_id), 0)
+			FROM bot_outbox o JOIN bot_requests b ON b.id = o.request_id WHERE o.`+itemWhere, itemArgs(it)...).Scan(&state, &live)
+		if err == sql.ErrNoRows {
+			return ErrOutboxGone
+		}
+		if err != nil {
+			return fmt.Errorf("outbox: %w", err)
+		}
+		if it.Type == OutboxRequested && (state != BotRequested || !live) {
+			return ErrOutboxGone
+		}
+		if stored == "" {
+			return nil
+		}
+		_, err = tx.exec(`UPDATE bot_outbox SET body = ?, detail = ? WHERE `+itemWhere, itemArgs(it, stored, detail)...)
 		return err
 	})
 }
 
 // OutboxRetry schedules another attempt at an item.
-func (s *Store) OutboxRetry(ctx context.Context, n int64, at time.Time, lastErr string) error {
+func (s *Store) OutboxRetry(ctx context.Context, it OutboxItem, at time.Time, lastErr string) error {
 	return s.w.do(ctx, func(tx *Tx) error {
-		_, err := tx.exec(`UPDATE bot_outbox SET attempts = attempts + 1, next_at = ?, last_error = ? WHERE n = ?`, ms(at), lastErr, n)
+		_, err := tx.exec(`UPDATE bot_outbox SET attempts = attempts + 1, next_at = ?, last_error = ? WHERE `+itemWhere,
+			itemArgs(it, ms(at), lastErr)...)
 		return err
 	})
+}
+
+// deleteItem removes an item; false when it was no longer there.
+func (tx *Tx) deleteItem(it OutboxItem) (bool, error) {
+	res, err := tx.exec(`DELETE FROM bot_outbox WHERE `+itemWhere, itemArgs(it)...)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
 }
 
 // OutboxDelivered records the launcher's 2xx for an item. A request becomes
@@ -126,12 +181,14 @@ func (s *Store) OutboxRetry(ctx context.Context, n int64, at time.Time, lastErr 
 // was cancelled while it was on its way: then the launcher is told so.
 func (s *Store) OutboxDelivered(ctx context.Context, it OutboxItem) error {
 	return s.w.do(ctx, func(tx *Tx) error {
-		if _, err := tx.exec(`DELETE FROM bot_outbox WHERE n = ?`, it.N); err != nil {
+		if ok, err := tx.deleteItem(it); err != nil || (!ok && it.Type != OutboxRequested) {
 			return err
 		}
 		if it.Type != OutboxRequested {
 			return nil
 		}
+		// Even when the row went meanwhile (the request was cancelled while
+		// it was on its way), the launcher has it now.
 		if _, err := tx.exec(`UPDATE bot_requests SET sent = 1 WHERE id = ?`, it.RequestID); err != nil {
 			return err
 		}
@@ -158,11 +215,8 @@ func (s *Store) OutboxDelivered(ctx context.Context, it OutboxItem) error {
 // waiting for it fails with the reason.
 func (s *Store) OutboxGiveUp(ctx context.Context, it OutboxItem, reason string) error {
 	return s.w.do(ctx, func(tx *Tx) error {
-		if _, err := tx.exec(`DELETE FROM bot_outbox WHERE n = ?`, it.N); err != nil {
+		if ok, err := tx.deleteItem(it); err != nil || !ok || it.Type != OutboxRequested {
 			return err
-		}
-		if it.Type != OutboxRequested {
-			return nil
 		}
 		b, err := tx.botByID(it.RequestID)
 		if err != nil || b.State != BotRequested {
@@ -182,7 +236,7 @@ func (s *Store) OutboxCancelUnsent(ctx context.Context, it OutboxItem, reason st
 			return err
 		}
 		if b.State != BotRequested {
-			_, err := tx.exec(`DELETE FROM bot_outbox WHERE n = ?`, it.N)
+			_, err := tx.deleteItem(it)
 			return err
 		}
 		_, err = tx.endRequest(it.User, b, BotCancelled, reason, "")

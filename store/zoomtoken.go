@@ -6,6 +6,7 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"database/sql"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"time"
@@ -145,4 +146,22 @@ func (tx *Tx) saveToken(user string, t sealedToken) error {
 		return fmt.Errorf("save zoom token: %w", err)
 	}
 	return nil
+}
+
+// sealString seals v for a place named by ad, as base64 text.
+func (s *Store) sealString(ad, v string) string {
+	nonce := make([]byte, s.aead.NonceSize(), s.aead.NonceSize()+len(v)+s.aead.Overhead())
+	rand.Read(nonce)
+	return base64.StdEncoding.EncodeToString(s.aead.Seal(nonce, nonce, []byte(v), []byte(ad)))
+}
+
+// openString opens what sealString sealed for the same place.
+func (s *Store) openString(ad, sealed string) (string, error) {
+	b, err := base64.StdEncoding.DecodeString(sealed)
+	if err != nil || len(b) < s.aead.NonceSize() {
+		return "", fmt.Errorf("sealed value malformed")
+	}
+	n := s.aead.NonceSize()
+	plain, err := s.aead.Open(nil, b[:n], b[n:], []byte(ad))
+	return string(plain), err
 }

@@ -93,7 +93,7 @@ func TestReadmeLauncherAcrossARestart(t *testing.T) {
 	}()
 	select {
 	case line := <-got:
-		if !strings.Contains(line, requested.Bot.RequestID+": ") || !strings.Contains(line, `"type":"bot.requested"`) {
+		if !strings.HasSuffix(line, " "+requested.Bot.RequestID) {
 			t.Fatalf("the launcher logged %q, want the request %s", line, requested.Bot.RequestID)
 		}
 	case <-time.After(30 * time.Second):

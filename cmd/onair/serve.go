@@ -135,7 +135,8 @@ func runServe(ctx context.Context, o *options, args []string, stdout, stderr io.
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
 	go srv.Run(runCtx)
-	go rec.Run(runCtx)
+	reconciled := make(chan struct{})
+	go func() { defer close(reconciled); rec.Run(runCtx) }()
 	dispatched := make(chan struct{})
 	if cfg.BotWebhookURL != "" {
 		disp = dispatch.New(dispatch.Config{
@@ -199,6 +200,7 @@ func runServe(ctx context.Context, o *options, args []string, stdout, stderr io.
 	}
 	stopRun()
 	<-dispatched // deliveries in flight end; what they did not finish stays due
+	<-reconciled
 	log.Info("stopped")
 	return nil
 }
