@@ -48,8 +48,6 @@ func (t *Time) UnmarshalJSON(b []byte) error {
 
 func ms(t time.Time) int64 { return t.UnixMilli() }
 
-func fromMS(v int64) Time { return Time{time.UnixMilli(v).UTC()} }
-
 // MeetingInfo is what a delivery says about a meeting. Rank says how much to
 // trust it: started and ended events (2) over participant events (1);
 // StartRank likewise for StartTime, 0 when it is only the event's time.

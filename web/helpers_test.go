@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,18 +27,17 @@ import (
 
 // testEnv is a real onair web server on loopback over a real SQLite file.
 type testEnv struct {
-	t       testing.TB
-	srv     *Server
-	store   *store.Store
-	hub     *hub.Hub
-	http    *httptest.Server
-	reg     *prometheus.Registry
-	dbPath  string
-	secret  []byte // webhook secret
-	tokKey  []byte // token secret
-	cancel  context.CancelFunc
-	origin  string // an allowed origin
-	counter atomic.Int64
+	t      testing.TB
+	srv    *Server
+	store  *store.Store
+	hub    *hub.Hub
+	http   *httptest.Server
+	reg    *prometheus.Registry
+	dbPath string
+	secret []byte // webhook secret
+	tokKey []byte // token secret
+	cancel context.CancelFunc
+	origin string // an allowed origin
 }
 
 // newEnv starts a server; opts adjust the web config and hub options before start.

@@ -142,20 +142,6 @@ func sockKeys(m map[string]json.RawMessage) string {
 	return strings.Join(keys, ",")
 }
 
-// sockUntil reads frames until one of type typ about meeting uuid arrives,
-// returning every frame read on the way (that one included).
-func sockUntil(c *wsClient, typ, uuid string) []frame {
-	c.t.Helper()
-	var got []frame
-	for {
-		f := c.read()
-		got = append(got, f)
-		if f.Type == typ && f.Meeting != nil && f.Meeting.UUID == uuid {
-			return got
-		}
-	}
-}
-
 func TestWSWelcome(t *testing.T) {
 	t.Run("new user gets an empty snapshot", func(t *testing.T) {
 		e := newEnv(t)

@@ -270,10 +270,4 @@ func (s *samples) quantiles(ps ...float64) (out []float64, maxMS float64) {
 	return out, maxMS
 }
 
-func (s *samples) len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.d)
-}
-
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -39,7 +39,6 @@ type benchConfig struct {
 	stuck         int
 	hold          time.Duration
 	dbSync        string
-	extraEnv      []string
 }
 
 func main() {
