@@ -78,6 +78,7 @@ type Subscription struct {
 	queue  []Message
 	bytes  int
 	reason Reason
+	first  bool // the user had no other subscription when this one began
 }
 
 // Subscribe adds a subscription for user. wake is called, never under a
@@ -95,11 +96,16 @@ func (h *Hub) Subscribe(user, tag string, wake func(Reason)) (*Subscription, err
 	if len(subs) >= h.opts.MaxTabs {
 		return nil, ErrTooManyTabs
 	}
-	s := &Subscription{hub: h, user: user, tag: tag, wake: wake}
+	s := &Subscription{hub: h, user: user, tag: tag, wake: wake, first: len(subs) == 0}
 	h.users[user] = append(subs, s)
 	h.n++
 	return s, nil
 }
+
+// First says whether the user had no other subscription when this one
+// began: decided under the hub's lock, so of tabs that connect together
+// exactly one is first.
+func (s *Subscription) First() bool { return s.first }
 
 // Publish queues m for every subscription of user.
 func (h *Hub) Publish(user string, m Message) {

@@ -516,3 +516,36 @@ func upTo(n int) []int64 {
 	}
 	return s
 }
+
+// Of tabs that subscribe together, exactly one is the user's first; after
+// they all left, the next one is first again.
+func TestFirstSubscription(t *testing.T) {
+	h := hub.New(hub.Options{MaxTabs: 64})
+	subs := make([]*hub.Subscription, 32)
+	var wg sync.WaitGroup
+	for i := range subs {
+		wg.Go(func() {
+			s, err := h.Subscribe("u", "", func(hub.Reason) {})
+			if err != nil {
+				t.Error(err)
+			}
+			subs[i] = s
+		})
+	}
+	wg.Wait()
+	first := 0
+	for _, s := range subs {
+		if s.First() {
+			first++
+		}
+	}
+	if first != 1 {
+		t.Fatalf("%d first subscriptions among 32 at once, want 1", first)
+	}
+	for _, s := range subs {
+		s.Cancel()
+	}
+	if s, _ := h.Subscribe("u", "", func(hub.Reason) {}); !s.First() {
+		t.Fatal("the first subscription after all left is not first")
+	}
+}

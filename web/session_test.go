@@ -7,7 +7,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -401,5 +403,29 @@ func TestSignInAgainEndsThePreviousSession(t *testing.T) {
 	sock.expectClose(closeUnauthorized)
 	if resp, _ := e.request(http.MethodGet, "/api/v1/me", nil, withCookie(first, "")); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("the first session after signing in again: %d, want 401", resp.StatusCode)
+	}
+}
+
+// The reconciler hears of a user's first tab once, whatever the number of
+// tabs that connect together, and after the welcome.
+func TestOnFirstTab(t *testing.T) {
+	var mu sync.Mutex
+	var calls []string
+	e := newEnv(t, func(c *Config, _ *hub.Options) {
+		c.OnFirstTab = func(user string) { mu.Lock(); calls = append(calls, user); mu.Unlock() }
+	})
+	var wg sync.WaitGroup
+	tabs := make([]*wsClient, 8)
+	for i := range tabs {
+		wg.Go(func() { tabs[i], _ = e.connect("u1", nil) })
+	}
+	wg.Wait()
+	e.connect("u2", nil)
+	mu.Lock()
+	got := slices.Clone(calls)
+	mu.Unlock()
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"u1", "u2"}) {
+		t.Fatalf("first-tab calls %v, want one for u1 and one for u2", got)
 	}
 }

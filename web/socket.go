@@ -278,7 +278,7 @@ func (t *tab) welcome(ctx context.Context, since *store.Position) bool {
 	if sub.Pending() {
 		t.wake(hub.ReasonNone)
 	}
-	if s.cfg.OnFirstTab != nil && s.hub.Tabs(t.user) == 1 {
+	if s.cfg.OnFirstTab != nil && sub.First() {
 		s.cfg.OnFirstTab(t.user)
 	}
 	return true
