@@ -30,6 +30,8 @@ type Tx struct {
 	fresh []string
 	// known caches which users exist, for this transaction only.
 	known map[string]bool
+	// autoSend holds users' auto_send_bot as their last entry read it.
+	autoSend map[string]bool
 }
 
 // stmt returns the statement for query in this transaction. Statements
@@ -217,7 +219,7 @@ func (w *writer) apply(ops []*op, isolate bool) ([]error, error) {
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
 	}
-	tx := &Tx{s: w.s, tx: sqlTx, ctx: ctx, now: w.s.opts.Now(), stmts: make(map[string]*sql.Stmt), known: map[string]bool{}}
+	tx := &Tx{s: w.s, tx: sqlTx, ctx: ctx, now: w.s.opts.Now(), stmts: make(map[string]*sql.Stmt), known: map[string]bool{}, autoSend: map[string]bool{}}
 	errs := make([]error, len(ops))
 	for i, o := range ops {
 		if errs[i] = o.fn(tx); errs[i] != nil {

@@ -167,11 +167,7 @@ func (tx *Tx) hostStarted(m *meetingRow, d Delivery) error {
 	if err := tx.emit(m.HostID, "meeting.started", m.view(RoleHost), d); err != nil {
 		return err
 	}
-	var auto bool
-	if err := tx.queryRow(`SELECT auto_send_bot FROM users WHERE id = ?`, m.HostID).Scan(&auto); err != nil {
-		return fmt.Errorf("load settings: %w", err)
-	}
-	if auto {
+	if tx.autoSend[m.HostID] { // read by the meeting.started entry just appended
 		_, _, err := tx.requestBot(m.HostID, m.UUID)
 		return err
 	}

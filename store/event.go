@@ -48,9 +48,12 @@ func (tx *Tx) emit(user, typ string, m Meeting, d Delivery) error {
 func (tx *Tx) append(user, typ string, data []byte, at, received time.Time) error {
 	var seq int64
 	var gen string
-	if err := tx.queryRow(`UPDATE users SET seq = seq + 1 WHERE id = ? RETURNING seq, gen`, user).Scan(&seq, &gen); err != nil {
+	var autoSend bool
+	if err := tx.queryRow(`UPDATE users SET seq = seq + 1 WHERE id = ? RETURNING seq, gen, auto_send_bot`, user).
+		Scan(&seq, &gen, &autoSend); err != nil {
 		return fmt.Errorf("next seq: %w", err)
 	}
+	tx.autoSend[user] = autoSend // read on the way, for meeting.started: no statement of its own
 	if _, err := tx.exec(`INSERT INTO events (user_id, seq, type, at, data, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
 		user, seq, typ, ms(at), string(data), ms(tx.now)); err != nil {
 		return fmt.Errorf("append event: %w", err)
