@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -143,5 +144,48 @@ func TestOutboxRowNumberReuse(t *testing.T) {
 	due, _, _ = s.DueOutbox(ctx, 10, nil)
 	if len(due) != 1 || due[0].RequestID != b.RequestID || due[0].Body != "" || due[0].Attempts != 0 {
 		t.Fatalf("B's item after A's late worker: %+v", due)
+	}
+}
+
+// The writer's cache of known users follows the rows: a user created in a
+// write that failed is not cached, and a deauthorized one leaves the cache
+// in the transaction that deletes them.
+func TestWriterUserCache(t *testing.T) {
+	s, err := Open(context.Background(), Options{Path: filepath.Join(t.TempDir(), "onair.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	boom := errors.New("boom")
+	if err := s.w.do(ctx, func(tx *Tx) error {
+		if err := tx.createUser("failed"); err != nil {
+			return err
+		}
+		return boom
+	}); err != boom {
+		t.Fatalf("failing write: %v", err)
+	}
+	if err := s.w.do(ctx, func(tx *Tx) error { return tx.createUser("kept") }); err != nil {
+		t.Fatal(err)
+	}
+	cached := func(id string) (ok bool) {
+		s.w.do(ctx, func(*Tx) error { _, ok = s.w.users[id]; return nil }) // read on the writer's goroutine
+		return ok
+	}
+	if cached("failed") || !cached("kept") {
+		t.Fatalf("cache: failed %v, kept %v; want only kept", cached("failed"), cached("kept"))
+	}
+	now := time.Now()
+	if _, err := s.Ingest(ctx, Delivery{Event: "app_deauthorized", Key: []string{"d", "kept"}, Kind: KindDeauth, At: now, Received: now, User: "kept"}); err != nil {
+		t.Fatal(err)
+	}
+	if cached("kept") {
+		t.Fatal("a deauthorized user is still cached")
+	}
+	var exists bool
+	s.w.do(ctx, func(tx *Tx) error { exists, _ = tx.userExists("kept"); return nil })
+	if exists {
+		t.Fatal("a deauthorized user still exists for the writer")
 	}
 }

@@ -91,6 +91,10 @@ type writer struct {
 	// stmts are the statements kept prepared on the writer's connection;
 	// only the writer goroutine uses them.
 	stmts map[string]*sql.Stmt
+	// users caches users known to exist as of the last commit (only the
+	// writer deletes users, and it drops them here first), saving every
+	// webhook the lookup of its host; capped, and emptied when full.
+	users map[string]struct{}
 	ops   chan *op
 	quit  chan struct{}
 	done  chan struct{}
@@ -104,7 +108,7 @@ type op struct {
 }
 
 func newWriter(s *Store) *writer {
-	w := &writer{s: s, stmts: map[string]*sql.Stmt{}, ops: make(chan *op, s.opts.MaxBatch), quit: make(chan struct{}), done: make(chan struct{})}
+	w := &writer{s: s, stmts: map[string]*sql.Stmt{}, users: map[string]struct{}{}, ops: make(chan *op, s.opts.MaxBatch), quit: make(chan struct{}), done: make(chan struct{})}
 	go w.run()
 	return w
 }
@@ -206,6 +210,10 @@ func (w *writer) commit(batch []*op) {
 	}
 }
 
+// maxCachedUsers bounds the writer's cache of known users (about 100 bytes
+// each).
+const maxCachedUsers = 100_000
+
 // errIsolate says a write of a batch failed and the batch was rolled back.
 var errIsolate = errors.New("a write of the batch failed")
 
@@ -233,6 +241,14 @@ func (w *writer) apply(ops []*op, isolate bool) ([]error, error) {
 	if err := sqlTx.Commit(); err != nil {
 		sqlTx.Rollback()
 		return nil, fmt.Errorf("commit: %w", err)
+	}
+	for id, exists := range tx.known {
+		if exists {
+			if len(w.users) >= maxCachedUsers {
+				clear(w.users)
+			}
+			w.users[id] = struct{}{}
+		}
 	}
 	// Publish before answering: a client told "200" may already be listening.
 	w.s.opts.OnCommit(tx.out)

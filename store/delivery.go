@@ -309,6 +309,7 @@ func (tx *Tx) deauthorize(d Delivery) (Outcome, error) {
 // order foreign keys need.
 func (tx *Tx) forgetUser(id string) error {
 	tx.known[id] = false
+	delete(tx.s.w.users, id) // at once: the writer's cache must never outlive the row
 	for _, q := range []string{
 		// Bodies built for others' requests about meetings they were part
 		// of may name them (sealed or not): they are built again, from the

@@ -75,6 +75,10 @@ func (tx *Tx) userExists(id string) (bool, error) {
 	if ok, cached := tx.known[id]; cached {
 		return ok, nil
 	}
+	if _, ok := tx.s.w.users[id]; ok {
+		tx.known[id] = true
+		return true, nil
+	}
 	var n int
 	err := tx.queryRow(`SELECT 1 FROM users WHERE id = ?`, id).Scan(&n)
 	if err == sql.ErrNoRows {
