@@ -36,24 +36,34 @@ func (s *Store) seal(user string, t ZoomToken) (sealedToken, error) {
 	if s.aead == nil {
 		return sealedToken{}, ErrNoSecretKey
 	}
-	box := func(field, v string) []byte {
-		nonce := make([]byte, s.aead.NonceSize(), s.aead.NonceSize()+len(v)+s.aead.Overhead())
-		rand.Read(nonce)
-		return s.aead.Seal(nonce, nonce, []byte(v), []byte(field+"\x00"+user))
-	}
-	return sealedToken{box("access", t.Access), box("refresh", t.Refresh), ms(t.Expiry), t.Scope}, nil
+	return sealedToken{s.sealBytes("access\x00"+user, t.Access), s.sealBytes("refresh\x00"+user, t.Refresh),
+		ms(t.Expiry), t.Scope}, nil
 }
 
 func (s *Store) open(user, field string, sealed []byte) (string, error) {
-	n := s.aead.NonceSize()
-	if len(sealed) < n {
-		return "", fmt.Errorf("zoom token: sealed %s too short", field)
-	}
-	plain, err := s.aead.Open(nil, sealed[:n], sealed[n:], []byte(field+"\x00"+user))
+	plain, err := s.openBytes(field+"\x00"+user, sealed)
 	if err != nil {
 		return "", fmt.Errorf("zoom token: cannot open %s (was ONAIR_SECRET_KEY changed?): %w", field, err)
 	}
-	return string(plain), nil
+	return plain, nil
+}
+
+// sealBytes seals v with AES-GCM under the secret key, ad naming its place
+// (a sealed value moved elsewhere does not open): nonce, then ciphertext.
+func (s *Store) sealBytes(ad, v string) []byte {
+	nonce := make([]byte, s.aead.NonceSize(), s.aead.NonceSize()+len(v)+s.aead.Overhead())
+	rand.Read(nonce)
+	return s.aead.Seal(nonce, nonce, []byte(v), []byte(ad))
+}
+
+// openBytes opens what sealBytes sealed for the same place.
+func (s *Store) openBytes(ad string, sealed []byte) (string, error) {
+	n := s.aead.NonceSize()
+	if len(sealed) < n {
+		return "", errors.New("sealed value too short")
+	}
+	plain, err := s.aead.Open(nil, sealed[:n], sealed[n:], []byte(ad))
+	return string(plain), err
 }
 
 // UseSecretKey sets the key that seals Zoom tokens when it was not known at
@@ -148,20 +158,16 @@ func (tx *Tx) saveToken(user string, t sealedToken) error {
 	return nil
 }
 
-// sealString seals v for a place named by ad, as base64 text.
+// sealString is sealBytes as base64 text, for TEXT columns.
 func (s *Store) sealString(ad, v string) string {
-	nonce := make([]byte, s.aead.NonceSize(), s.aead.NonceSize()+len(v)+s.aead.Overhead())
-	rand.Read(nonce)
-	return base64.StdEncoding.EncodeToString(s.aead.Seal(nonce, nonce, []byte(v), []byte(ad)))
+	return base64.StdEncoding.EncodeToString(s.sealBytes(ad, v))
 }
 
 // openString opens what sealString sealed for the same place.
 func (s *Store) openString(ad, sealed string) (string, error) {
 	b, err := base64.StdEncoding.DecodeString(sealed)
-	if err != nil || len(b) < s.aead.NonceSize() {
-		return "", fmt.Errorf("sealed value malformed")
+	if err != nil {
+		return "", err
 	}
-	n := s.aead.NonceSize()
-	plain, err := s.aead.Open(nil, b[:n], b[n:], []byte(ad))
-	return string(plain), err
+	return s.openBytes(ad, b)
 }
