@@ -20,9 +20,10 @@ import (
 
 // Store is what the dispatcher needs of the state.
 type Store interface {
-	DueOutbox(ctx context.Context, limit int, skip map[int64]bool) ([]store.OutboxItem, time.Time, error)
-	ReadyToSend(ctx context.Context, it store.OutboxItem, body, detail string) error
+	ClaimOutbox(ctx context.Context, limit int, lease time.Duration) ([]store.OutboxItem, time.Time, error)
+	ReadyToSend(ctx context.Context, it store.OutboxItem, body, detail string, until time.Time) error
 	OutboxRetry(ctx context.Context, it store.OutboxItem, at time.Time, lastErr string) error
+	OutboxRelease(ctx context.Context, it store.OutboxItem) error
 	OutboxDelivered(ctx context.Context, it store.OutboxItem) error
 	OutboxGiveUp(ctx context.Context, it store.OutboxItem, reason string) error
 	OutboxCancelUnsent(ctx context.Context, it store.OutboxItem, reason string) error
@@ -62,11 +63,17 @@ type Dispatcher struct {
 	wake  chan struct{}
 
 	mu       sync.Mutex
-	inflight map[int64]bool
-	// held are items whose bookkeeping write failed: not tried again before
-	// the time noted, or a failing database would make them spin.
-	held map[int64]time.Time
+	inflight int
 }
+
+// claimLease is how long a claimed item is this dispatcher's before
+// another worker (of any node) may take it over: long enough to fetch its
+// join data from Zoom, retries included. Sending it then holds it for the
+// HTTP timeout and sendMargin.
+const (
+	claimLease = time.Minute
+	sendMargin = 30 * time.Second
+)
 
 // NoRedirects is the launcher client's CheckRedirect: a 3xx is an answer
 // (a failure, retried), never followed, or a 303 would turn the signed POST
@@ -103,7 +110,7 @@ func New(cfg Config, st Store) *Dispatcher {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Dispatcher{cfg: cfg, store: st, wake: make(chan struct{}, 1), inflight: map[int64]bool{}, held: map[int64]time.Time{}}
+	return &Dispatcher{cfg: cfg, store: st, wake: make(chan struct{}, 1)}
 }
 
 // Wake tells the dispatcher that something entered the outbox.
@@ -120,43 +127,24 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	defer wg.Wait()
 	for {
 		d.mu.Lock()
-		free := d.cfg.Workers - len(d.inflight)
-		skip := make(map[int64]bool, len(d.inflight)+len(d.held))
-		for n := range d.inflight {
-			skip[n] = true
-		}
-		now := d.cfg.Now()
-		var heldUntil time.Time
-		for n, until := range d.held {
-			if now.After(until) {
-				delete(d.held, n)
-				continue
-			}
-			skip[n] = true
-			if heldUntil.IsZero() || until.Before(heldUntil) {
-				heldUntil = until
-			}
-		}
+		free := d.cfg.Workers - d.inflight
 		d.mu.Unlock()
 		var next time.Time
 		if free > 0 {
-			items, nextAt, err := d.store.DueOutbox(ctx, free, skip)
+			items, nextAt, err := d.store.ClaimOutbox(ctx, free, claimLease)
 			if err != nil && ctx.Err() == nil {
 				d.cfg.Logger.Warn("read the bot outbox", "err", err)
 				nextAt = d.cfg.Now().Add(time.Second)
 			}
 			next = nextAt
-			if !heldUntil.IsZero() && (next.IsZero() || heldUntil.Before(next)) {
-				next = heldUntil
-			}
 			for _, it := range items {
 				d.mu.Lock()
-				d.inflight[it.N] = true
+				d.inflight++
 				d.mu.Unlock()
 				wg.Go(func() {
 					d.handle(ctx, it)
 					d.mu.Lock()
-					delete(d.inflight, it.N)
+					d.inflight--
 					d.mu.Unlock()
 					d.Wake()
 				})
@@ -213,7 +201,7 @@ func (d *Dispatcher) handle(ctx context.Context, it store.OutboxItem) {
 		}
 	}
 	// The last check, after the join data took its time: still due?
-	if err := d.store.ReadyToSend(book, it, body, detail); err != nil {
+	if err := d.store.ReadyToSend(book, it, body, detail, d.cfg.Now().Add(d.cfg.HTTP.Timeout+sendMargin)); err != nil {
 		if !errors.Is(err, store.ErrOutboxGone) {
 			d.bookkeep(it, err, log)
 		}
@@ -237,16 +225,14 @@ func (d *Dispatcher) handle(ctx context.Context, it store.OutboxItem) {
 	log.Info("delivered to the bot launcher", "attempt", it.Attempts+1)
 }
 
-// bookkeep notes a failed write about an item and holds the item back a
-// while; nil is nothing to note.
+// bookkeep notes a failed write about an item; nil is nothing to note.
+// The item stays claimed until its lease ends, then is tried again (by any
+// node), so a failing database does not make it spin.
 func (d *Dispatcher) bookkeep(it store.OutboxItem, err error, log *slog.Logger) {
 	if err == nil {
 		return
 	}
-	log.Warn("bot outbox bookkeeping failed; holding the item back", "err", err)
-	d.mu.Lock()
-	d.held[it.N] = d.cfg.Now().Add(5 * time.Second)
-	d.mu.Unlock()
+	log.Warn("bot outbox bookkeeping failed; the item is tried again when its claim runs out", "err", err)
 }
 
 // retryable is a failure worth another attempt, possibly not before after.
@@ -261,7 +247,12 @@ func (r *retryable) Unwrap() error { return r.err }
 // retry schedules the next attempt, or gives up after the last one.
 func (d *Dispatcher) retry(ctx, book context.Context, it store.OutboxItem, err error, log *slog.Logger) {
 	if ctx.Err() != nil {
-		return // stopping: the item stays due and is tried after the restart
+		// Stopping: the item is due again at once, for another node or
+		// after the restart.
+		if rerr := d.store.OutboxRelease(book, it); rerr != nil {
+			d.bookkeep(it, rerr, log)
+		}
+		return
 	}
 	if it.Attempts+1 >= d.cfg.MaxAttempts {
 		reason := "not delivered to the bot launcher: " + err.Error()

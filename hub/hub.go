@@ -30,6 +30,7 @@ const (
 	ReasonDeauthorized        // the user deauthorized the app
 	ReasonLogout              // the session it was opened with ended
 	ReasonShutdown            // the server is stopping
+	ReasonResync              // it may have missed events: resume from the log
 )
 
 var (
@@ -142,6 +143,19 @@ func (h *Hub) dropWhere(user string, match func(*Subscription) bool, r Reason) {
 		if match(s) {
 			s.drop(r)
 		}
+	}
+}
+
+// DropAll drops every subscription with r; new ones are taken.
+func (h *Hub) DropAll(r Reason) {
+	h.mu.RLock()
+	var all []*Subscription
+	for _, subs := range h.users {
+		all = append(all, subs...)
+	}
+	h.mu.RUnlock()
+	for _, s := range all {
+		s.drop(r)
 	}
 }
 

@@ -7,6 +7,7 @@ package reconcile
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -24,6 +25,7 @@ type Store interface {
 	LiveMeetings(ctx context.Context, user string) ([]store.Meeting, error)
 	ClaimReconcile(ctx context.Context, user string, gap time.Duration) (bool, error)
 	TokenUsers(ctx context.Context) ([]string, error)
+	Once(ctx context.Context, name string, fn func(context.Context) error) (bool, error)
 	StaleMeetings(ctx context.Context, after time.Duration) ([]store.MeetingInfo, error)
 }
 
@@ -118,23 +120,35 @@ func (r *Reconciler) Run(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		r.endStale(ctx)
-		if r.cfg.Zoom == nil {
-			continue
-		}
-		users, err := r.store.TokenUsers(ctx)
-		if err != nil {
-			r.cfg.Logger.Warn("reconcile: list users", "err", err)
-			continue
-		}
-		for _, u := range users {
-			if ctx.Err() != nil {
-				return
-			}
-			r.User(ctx, u)
-			r.sleep(ctx, r.cfg.Pace)
+		// One pass at a time across the nodes sharing the database: a node
+		// that finds another's pass running skips its turn.
+		ran, err := r.store.Once(ctx, "reconcile", r.pass)
+		if err != nil && ctx.Err() == nil {
+			r.cfg.Logger.Warn("reconcile", "err", err)
+		} else if !ran {
+			r.cfg.Logger.Debug("reconcile: another node's pass is running; skipping this one")
 		}
 	}
+}
+
+// pass ends stale meetings and checks every user with a Zoom token.
+func (r *Reconciler) pass(ctx context.Context) error {
+	r.endStale(ctx)
+	if r.cfg.Zoom == nil {
+		return nil
+	}
+	users, err := r.store.TokenUsers(ctx)
+	if err != nil {
+		return fmt.Errorf("list users: %w", err)
+	}
+	for _, u := range users {
+		if ctx.Err() != nil {
+			return nil
+		}
+		r.User(ctx, u)
+		r.sleep(ctx, r.cfg.Pace)
+	}
+	return nil
 }
 
 func (r *Reconciler) serveKicks(ctx context.Context) {

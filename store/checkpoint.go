@@ -53,7 +53,7 @@ var catchUpFrames = 262144 // a variable so that a test can lower it
 // checkpointer runs passive checkpoints on a connection of its own: they
 // never block the writer or readers. It asks the writer to catch up when
 // the WAL has grown past catchUpFrames.
-func (s *Store) checkpointer(db *sql.DB, stop <-chan struct{}, done chan<- struct{}) {
+func (e *sqliteEngine) checkpointer(db *sql.DB, stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
 	tick := time.NewTicker(checkpointEvery)
 	defer tick.Stop()
@@ -68,7 +68,7 @@ func (s *Store) checkpointer(db *sql.DB, stop <-chan struct{}, done chan<- struc
 			var busy, frames, copied int
 			err := db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied)
 			if err == nil && frames >= catchUpFrames {
-				s.catchUp.Store(true)
+				e.catchUp.Store(true)
 			}
 		}
 	}
@@ -76,8 +76,8 @@ func (s *Store) checkpointer(db *sql.DB, stop <-chan struct{}, done chan<- struc
 
 // catchUpCheckpoint runs on the writer's goroutine between transactions
 // when the checkpointer asked for it.
-func (w *writer) catchUpCheckpoint() {
-	if w.s.catchUp.Swap(false) {
-		w.s.db.ExecContext(context.Background(), `PRAGMA wal_checkpoint(PASSIVE)`)
+func (e *sqliteEngine) catchUpCheckpoint() {
+	if e.catchUp.Swap(false) {
+		e.s.db.ExecContext(context.Background(), `PRAGMA wal_checkpoint(PASSIVE)`)
 	}
 }

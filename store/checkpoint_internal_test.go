@@ -69,8 +69,10 @@ func TestWALStartsOverUnderSteadyWrites(t *testing.T) {
 // The first welcomes after a start come all at once (a reconnect storm):
 // with more of them than read connections, none may wait for a connection
 // it can only get from another of them.
-func TestManyFirstWelcomesAtOnce(t *testing.T) {
-	s, err := Open(context.Background(), Options{Path: filepath.Join(t.TempDir(), "onair.db")})
+func TestManyFirstWelcomesAtOnce(t *testing.T) { forBothEngines(t, testManyFirstWelcomesAtOnce) }
+
+func testManyFirstWelcomesAtOnce(t *testing.T, opts Options) {
+	s, err := Open(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,9 +100,12 @@ func TestManyFirstWelcomesAtOnce(t *testing.T) {
 // SQLite hands the number of a deleted last row out again: an outbox item
 // is identified by its request and type too, so a worker finishing a gone
 // item never touches the one that took its number.
-func TestOutboxRowNumberReuse(t *testing.T) {
+func TestOutboxRowNumberReuse(t *testing.T) { forBothEngines(t, testOutboxRowNumberReuse) }
+
+func testOutboxRowNumberReuse(t *testing.T, opts Options) {
 	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
-	s, err := Open(context.Background(), Options{Path: filepath.Join(t.TempDir(), "onair.db"), Launcher: true, Now: func() time.Time { return now }})
+	opts.Launcher, opts.Now = true, func() time.Time { return now }
+	s, err := Open(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +137,7 @@ func TestOutboxRowNumberReuse(t *testing.T) {
 		t.Logf("the row number was not reused (%d, %d): the test shows less", itemA.N, due[0].N)
 	}
 	// A's worker comes back late: it must neither send B's row as A's nor remove it.
-	if err := s.ReadyToSend(ctx, itemA, `{"request_id":"`+a.RequestID+`"}`, ""); err != ErrOutboxGone {
+	if err := s.ReadyToSend(ctx, itemA, `{"request_id":"`+a.RequestID+`"}`, "", time.Now().Add(time.Minute)); err != ErrOutboxGone {
 		t.Fatalf("ready to send a gone item: %v, want ErrOutboxGone", err)
 	}
 	if err := s.OutboxRetry(ctx, itemA, now.Add(time.Hour), "late"); err != nil {

@@ -14,7 +14,15 @@ import (
 type Committed struct {
 	Entries      []Entry  // new event-log entries, to be pushed to their users
 	Deauthorized []string // users whose open sockets must be closed
+	Logouts      []Logout // sessions that ended: their sockets must be closed
 	Outbox       bool     // something entered the bot outbox
+}
+
+// Logout is a user's session (by SessionKey) that ended; an empty Session
+// is all of the user's sessions.
+type Logout struct {
+	User    string `json:"u"`
+	Session string `json:"s,omitempty"`
 }
 
 // Tx is a write transaction shared by a batch of writes.
@@ -49,7 +57,7 @@ func (tx *Tx) stmt(query string) (*sql.Stmt, error) {
 		st = tx.tx.StmtContext(tx.ctx, kept)
 	} else {
 		var err error
-		if st, err = tx.tx.PrepareContext(tx.ctx, query); err != nil {
+		if st, err = tx.tx.PrepareContext(tx.ctx, tx.s.eng.rebind(query)); err != nil {
 			return nil, fmt.Errorf("prepare: %w", err)
 		}
 		tx.fresh = append(tx.fresh, query)
@@ -63,16 +71,16 @@ func (tx *Tx) exec(query string, args ...any) (sql.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	return st.ExecContext(tx.ctx, args...)
+	return st.ExecContext(tx.ctx, tx.s.eng.args(args)...)
 }
 
 func (tx *Tx) queryRow(query string, args ...any) *sql.Row {
 	st, err := tx.stmt(query)
 	if err != nil {
 		// A Row carrying the error: Scan reports it.
-		return tx.tx.QueryRowContext(tx.ctx, query, args...)
+		return tx.tx.QueryRowContext(tx.ctx, tx.s.eng.rebind(query), tx.s.eng.args(args)...)
 	}
-	return st.QueryRowContext(tx.ctx, args...)
+	return st.QueryRowContext(tx.ctx, tx.s.eng.args(args)...)
 }
 
 func (tx *Tx) query(query string, args ...any) (*sql.Rows, error) {
@@ -80,7 +88,7 @@ func (tx *Tx) query(query string, args ...any) (*sql.Rows, error) {
 	if err != nil {
 		return nil, err
 	}
-	return st.QueryContext(tx.ctx, args...)
+	return st.QueryContext(tx.ctx, tx.s.eng.args(args)...)
 }
 
 // writer is the group committer: one goroutine takes every pending write,
@@ -93,7 +101,8 @@ type writer struct {
 	stmts map[string]*sql.Stmt
 	// users caches users known to exist as of the last commit (only the
 	// writer deletes users, and it drops them here first), saving every
-	// webhook the lookup of its host; capped, and emptied when full.
+	// webhook the lookup of its host; capped, and emptied when full. Nil
+	// on PostgreSQL, where another node's writer may delete a user.
 	users map[string]struct{}
 	ops   chan *op
 	quit  chan struct{}
@@ -108,7 +117,10 @@ type op struct {
 }
 
 func newWriter(s *Store) *writer {
-	w := &writer{s: s, stmts: map[string]*sql.Stmt{}, users: map[string]struct{}{}, ops: make(chan *op, s.opts.MaxBatch), quit: make(chan struct{}), done: make(chan struct{})}
+	w := &writer{s: s, stmts: map[string]*sql.Stmt{}, ops: make(chan *op, s.opts.MaxBatch), quit: make(chan struct{}), done: make(chan struct{})}
+	if _, shared := s.eng.(*pgEngine); !shared {
+		w.users = map[string]struct{}{}
+	}
 	go w.run()
 	return w
 }
@@ -172,7 +184,7 @@ func (w *writer) run() {
 			}
 		}
 		w.commit(batch)
-		w.catchUpCheckpoint()
+		w.s.eng.idle()
 	}
 }
 
@@ -188,11 +200,15 @@ func (w *writer) commit(batch []*op) {
 	if len(live) == 0 {
 		return
 	}
-	errs, err := w.apply(live, true)
+	errs, err := w.apply(live, len(live) > 1)
 	if err == errIsolate {
 		// One write failed: the batch was rolled back, and each write now
 		// commits (or fails) alone, so one bad write never sinks the others.
 		for _, o := range live {
+			if err := o.ctx.Err(); err != nil {
+				o.err <- err // the caller gave up meanwhile: not begun again
+				continue
+			}
 			errs, err := w.apply([]*op{o}, false)
 			if err == nil {
 				err = errs[0]
@@ -228,6 +244,10 @@ func (w *writer) apply(ops []*op, isolate bool) ([]error, error) {
 		return nil, fmt.Errorf("begin: %w", err)
 	}
 	tx := &Tx{s: w.s, tx: sqlTx, ctx: ctx, now: w.s.opts.Now(), stmts: make(map[string]*sql.Stmt), known: map[string]bool{}, autoSend: map[string]bool{}}
+	if err := w.s.eng.begin(tx); err != nil {
+		sqlTx.Rollback()
+		return nil, err
+	}
 	errs := make([]error, len(ops))
 	for i, o := range ops {
 		if errs[i] = o.fn(tx); errs[i] != nil {
@@ -238,20 +258,22 @@ func (w *writer) apply(ops []*op, isolate bool) ([]error, error) {
 			return errs, nil
 		}
 	}
-	if err := sqlTx.Commit(); err != nil {
+	// Publish (in commit) before answering: a client told "200" may
+	// already be listening.
+	if err := w.s.eng.commit(tx); err != nil {
 		sqlTx.Rollback()
 		return nil, fmt.Errorf("commit: %w", err)
 	}
-	for id, exists := range tx.known {
-		if exists {
-			if len(w.users) >= maxCachedUsers {
-				clear(w.users)
+	if w.users != nil {
+		for id, exists := range tx.known {
+			if exists {
+				if len(w.users) >= maxCachedUsers {
+					clear(w.users)
+				}
+				w.users[id] = struct{}{}
 			}
-			w.users[id] = struct{}{}
 		}
 	}
-	// Publish before answering: a client told "200" may already be listening.
-	w.s.opts.OnCommit(tx.out)
 	w.keep(tx.fresh)
 	return errs, nil
 }
@@ -263,7 +285,7 @@ func (w *writer) keep(queries []string) {
 		if _, ok := w.stmts[q]; ok {
 			continue
 		}
-		if st, err := w.s.db.Prepare(q); err == nil {
+		if st, err := w.s.db.Prepare(w.s.eng.rebind(q)); err == nil {
 			w.stmts[q] = st
 		}
 	}

@@ -136,7 +136,8 @@ func TestGroupCommit(t *testing.T) {
 	})
 }
 
-// TestWriteLocked holds SQLite's write lock from another connection: an
+// TestWriteLocked holds the database's write lock from another connection
+// (PostgreSQL: a lock on the table every ingest writes first): an
 // ingest must give up in time (so the webhook answers 503) and leave
 // nothing behind, and work again once the lock is gone.
 func TestWriteLocked(t *testing.T) {
@@ -151,8 +152,14 @@ func TestWriteLocked(t *testing.T) {
 			t.Fatalf("second connection: %v", err)
 		}
 		defer conn.Close()
-		if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
-			t.Fatalf("take the write lock: %v", err)
+		lock := []string{`BEGIN IMMEDIATE`}
+		if onPostgres(t) {
+			lock = []string{`BEGIN`, `LOCK TABLE deliveries IN ACCESS EXCLUSIVE MODE`}
+		}
+		for _, q := range lock {
+			if _, err := conn.ExecContext(ctx, q); err != nil {
+				t.Fatalf("take the write lock: %v", err)
+			}
 		}
 
 		d := started("alice", uuidN(1), t0)

@@ -89,7 +89,7 @@ type Welcome struct {
 // entries after since (when all are still retained and at most maxReplay)
 // or the live meetings. ErrNotFound when the user is unknown.
 func (s *Store) Welcome(ctx context.Context, user string, since *Position, maxReplay int) (Welcome, error) {
-	tx, err := s.read.BeginTx(ctx, nil)
+	tx, err := s.read.BeginTx(ctx, s.eng.readTx())
 	if err != nil {
 		return Welcome{}, fmt.Errorf("welcome: %w", err)
 	}

@@ -13,14 +13,17 @@ import (
 	"testing"
 	"time"
 
+	"onair/internal/testpg"
 	"onair/store"
 )
 
 // opener opens a store for one test; the store is closed when the test ends.
 type opener = func(t *testing.T, opts store.Options) *store.Store
 
-// forEachEngine runs fn once per database engine, as a subtest named for it.
-// Only SQLite exists today; a PostgreSQL engine is one more entry here.
+// forEachEngine runs fn once per database engine, as a subtest named for
+// it: SQLite, and PostgreSQL on the test server (see internal/testpg).
+// Within fn, a path from dbPath names one database of either engine:
+// open, rawDB and where find the same one by it.
 func forEachEngine(t *testing.T, fn func(t *testing.T, open opener)) {
 	t.Helper()
 	engines := []struct {
@@ -28,10 +31,56 @@ func forEachEngine(t *testing.T, fn func(t *testing.T, open opener)) {
 		open opener
 	}{
 		{"sqlite", openSQLite},
+		{"postgres", openPostgres},
 	}
 	for _, e := range engines {
-		t.Run(e.name, func(t *testing.T) { fn(t, e.open) })
+		t.Run(e.name, func(t *testing.T) {
+			if e.name == "postgres" {
+				testpg.Need(t)
+			}
+			fn(t, e.open)
+		})
 	}
+}
+
+// pgSchemas maps a test's database path to the PostgreSQL schema standing
+// in for it.
+var pgSchemas sync.Map
+
+// onPostgres says whether t runs under forEachEngine's postgres subtest.
+func onPostgres(t *testing.T) bool {
+	return strings.Contains(t.Name(), "/postgres")
+}
+
+// where is the store.Options locating the database named by path, in the
+// engine t runs under.
+func where(t *testing.T, path string) store.Options {
+	t.Helper()
+	if !onPostgres(t) {
+		return store.Options{Path: path}
+	}
+	if u, ok := pgSchemas.Load(path); ok {
+		return store.Options{DatabaseURL: u.(string)}
+	}
+	u := testpg.URL(t)
+	pgSchemas.Store(path, u)
+	return store.Options{DatabaseURL: u}
+}
+
+// openPostgres opens a store on the PostgreSQL schema standing in for
+// opts.Path (a fresh one when it is empty).
+func openPostgres(t *testing.T, opts store.Options) *store.Store {
+	t.Helper()
+	if opts.Path == "" {
+		opts.Path = dbPath(t)
+	}
+	opts.DatabaseURL = where(t, opts.Path).DatabaseURL
+	st, err := store.Open(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("open postgres: %v", err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
 }
 
 // openSQLite opens a store on a real file: opts.Path, or a fresh file
@@ -55,10 +104,16 @@ func dbPath(t *testing.T) string {
 	return filepath.Join(t.TempDir(), "onair.db")
 }
 
-// rawDB opens the SQLite file directly, beside the store, to look at or
-// interfere with what the store keeps.
+// rawDB opens the database directly, beside the store, to look at or
+// interfere with what the store keeps. Statements are written for SQLite
+// (? placeholders); on PostgreSQL they are rebound.
 func rawDB(t *testing.T, path string) *sql.DB {
 	t.Helper()
+	if onPostgres(t) {
+		db := sql.OpenDB(rebindConnector{where(t, path).DatabaseURL})
+		t.Cleanup(func() { db.Close() })
+		return db
+	}
 	db, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=5000")
 	if err != nil {
 		t.Fatalf("open raw %s: %v", path, err)
@@ -301,6 +356,9 @@ func rowsContaining(t *testing.T, db *sql.DB, s string) []string {
 	t.Helper()
 	ctx := context.Background()
 	tables, err := db.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table'`)
+	if isPostgres(db) {
+		tables, err = db.QueryContext(ctx, `SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()`)
+	}
 	if err != nil {
 		t.Fatalf("list tables: %v", err)
 	}

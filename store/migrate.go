@@ -45,16 +45,24 @@ func loadMigrations(engine string) ([]migration, error) {
 	return ms, nil
 }
 
+// schemaConn is where migrations run: the writer's pool (SQLite) or one
+// connection holding the migration lock (PostgreSQL).
+type schemaConn interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error)
+}
+
 // migrate applies every migration newer than the database's version. A
 // database newer than this binary is refused rather than misread.
-func migrate(ctx context.Context, db *sql.DB, engine string) error {
+func migrate(ctx context.Context, db schemaConn, engine string, rebind func(string) string) error {
 	ms, err := loadMigrations(engine)
 	if err != nil {
 		return err
 	}
 	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version    INTEGER PRIMARY KEY,
-		applied_at INTEGER NOT NULL)`); err != nil {
+		version    BIGINT PRIMARY KEY,
+		applied_at BIGINT NOT NULL)`); err != nil {
 		return fmt.Errorf("create schema_migrations: %w", err)
 	}
 	var current int
@@ -76,7 +84,7 @@ func migrate(ctx context.Context, db *sql.DB, engine string) error {
 			tx.Rollback()
 			return fmt.Errorf("migration %s: %w", m.name, err)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`,
+		if _, err := tx.ExecContext(ctx, rebind(`INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`),
 			m.version, time.Now().UnixMilli()); err != nil {
 			tx.Rollback()
 			return fmt.Errorf("migration %s: %w", m.name, err)

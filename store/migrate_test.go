@@ -62,7 +62,7 @@ func TestMigrations(t *testing.T) {
 			if _, err := rawDB(t, path).Exec(`INSERT INTO schema_migrations (version, applied_at) VALUES (9999, 0)`); err != nil {
 				t.Fatalf("pretend a newer onair migrated: %v", err)
 			}
-			st, err := store.Open(context.Background(), store.Options{Path: path})
+			st, err := store.Open(context.Background(), where(t, path))
 			if err == nil {
 				st.Close()
 				t.Fatal("open of a newer schema: got no error")
@@ -108,11 +108,11 @@ func TestSecret(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, open opener) {
 		ctx := context.Background()
 		path := dbPath(t)
-		if _, err := store.LookupSecret(ctx, path, "webhook"); !errors.Is(err, store.ErrNotFound) {
+		if _, err := store.LookupSecret(ctx, where(t, path), "webhook"); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("lookup without a database: got %v, want ErrNotFound", err)
 		}
 		st := open(t, store.Options{Path: path})
-		if _, err := store.LookupSecret(ctx, path, "webhook"); !errors.Is(err, store.ErrNotFound) {
+		if _, err := store.LookupSecret(ctx, where(t, path), "webhook"); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("lookup before it was made: got %v, want ErrNotFound", err)
 		}
 		s1, err := st.Secret(ctx, "webhook")
@@ -130,7 +130,7 @@ func TestSecret(t *testing.T) {
 		if err != nil || other == s1 {
 			t.Fatalf("another secret: got %q, %v; want a different one", other, err)
 		}
-		got, err := store.LookupSecret(ctx, path, "webhook")
+		got, err := store.LookupSecret(ctx, where(t, path), "webhook")
 		if err != nil || got != s1 {
 			t.Fatalf("lookup beside the running store: got %q, %v; want %q", got, err, s1)
 		}

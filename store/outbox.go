@@ -37,6 +37,11 @@ type OutboxItem struct {
 	Detail    string // what the built body lacks (join data Zoom refused)
 	Attempts  int
 	Queued    time.Time // when it entered the outbox: a notice's "at"
+	// Claim is the worker's hold on the item (ClaimOutbox): every change
+	// to the item checks it, so a worker whose lease ran out changes
+	// nothing another took over.
+	Claim  string
+	nextAt time.Time
 	// The request as it is now, and who made it.
 	State       string
 	User        string
@@ -48,77 +53,146 @@ type OutboxItem struct {
 	Live    bool
 }
 
-// DueOutbox returns up to limit items due by now, oldest first, skipping
-// those in skip (in flight), and when the next one after them is due (zero
-// when there is none).
-func (s *Store) DueOutbox(ctx context.Context, limit int, skip map[int64]bool) ([]OutboxItem, time.Time, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT o.n, o.request_id, o.type, o.body, o.detail, o.attempts, o.created_at, o.next_at,
+// outboxSelect reads items with what it takes to build them.
+const outboxSelect = `SELECT o.n, o.request_id, o.type, o.claim, o.body, o.detail, o.attempts, o.created_at, o.next_at,
 			b.state, b.user_id, u.email, b.created_at, b.meeting_uuid, COALESCE(mm.role, ''), COALESCE(mm.in_meeting, 0)
 		FROM bot_outbox o JOIN bot_requests b ON b.id = o.request_id JOIN users u ON u.id = b.user_id
-			LEFT JOIN meeting_members mm ON mm.meeting_uuid = b.meeting_uuid AND mm.user_id = b.user_id
-		ORDER BY o.next_at, o.n LIMIT ?`, limit+len(skip)+1)
+			LEFT JOIN meeting_members mm ON mm.meeting_uuid = b.meeting_uuid AND mm.user_id = b.user_id`
+
+// DueOutbox returns up to limit items due by now, oldest first, skipping
+// those in skip, and when the next one after them is due (zero when there
+// is none). It only reads: ClaimOutbox is how a worker takes items.
+func (s *Store) DueOutbox(ctx context.Context, limit int, skip map[int64]bool) ([]OutboxItem, time.Time, error) {
+	items, err := s.outboxItems(ctx, outboxSelect+` ORDER BY o.next_at, o.n LIMIT ?`, limit+len(skip)+1)
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("outbox: %w", err)
+		return nil, time.Time{}, err
 	}
-	defer rows.Close()
-	now := ms(s.opts.Now())
+	now := s.opts.Now()
 	var due []OutboxItem
 	var next time.Time
-	for rows.Next() {
-		var it OutboxItem
-		var queued, nextAt, requested int64
-		var role string
-		if err := rows.Scan(&it.N, &it.RequestID, &it.Type, &it.Body, &it.Detail, &it.Attempts, &queued, &nextAt,
-			&it.State, &it.User, &it.UserEmail, &requested, &it.Meeting.UUID, &role, &it.Live); err != nil {
-			return nil, time.Time{}, fmt.Errorf("outbox: %w", err)
-		}
+	for _, it := range items {
 		if skip[it.N] {
 			continue
 		}
-		if nextAt > now || len(due) == limit {
-			next = time.UnixMilli(nextAt).UTC()
+		if it.nextAt.After(now) || len(due) == limit {
+			next = it.nextAt
 			break
 		}
+		due = append(due, it)
+	}
+	return due, next, s.viewMeetings(ctx, due)
+}
+
+// ClaimOutbox takes up to limit items due by now, oldest first, for lease:
+// until it ends no other worker, of this node or another, gets them (so
+// each is delivered by one), and a worker that dies mid-delivery leaves
+// them to the others after it. It also returns when the next unclaimed
+// item is due (zero when there is none).
+func (s *Store) ClaimOutbox(ctx context.Context, limit int, lease time.Duration) ([]OutboxItem, time.Time, error) {
+	claim := randomHex(8)
+	var claimed int
+	var next sql.NullInt64
+	err := s.w.do(ctx, func(tx *Tx) error {
+		claimed = 0
+		rows, err := tx.query(`SELECT n FROM bot_outbox WHERE next_at <= ? ORDER BY next_at, n LIMIT ?`+tx.s.eng.skipLocked(),
+			ms(tx.now), limit)
+		if err != nil {
+			return err
+		}
+		var ns []int64
+		for rows.Next() {
+			var n int64
+			if err := rows.Scan(&n); err != nil {
+				rows.Close()
+				return err
+			}
+			ns = append(ns, n)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, n := range ns {
+			if _, err := tx.exec(`UPDATE bot_outbox SET next_at = ?, claim = ? WHERE n = ?`, ms(tx.now.Add(lease)), claim, n); err != nil {
+				return err
+			}
+		}
+		claimed = len(ns)
+		return tx.queryRow(`SELECT MIN(next_at) FROM bot_outbox`).Scan(&next)
+	})
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("outbox: %w", err)
+	}
+	var nextAt time.Time
+	if next.Valid {
+		nextAt = time.UnixMilli(next.Int64).UTC()
+	}
+	if claimed == 0 {
+		return nil, nextAt, nil
+	}
+	items, err := s.outboxItems(ctx, outboxSelect+` WHERE o.claim = ? ORDER BY o.n`, claim)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	return items, nextAt, s.viewMeetings(ctx, items)
+}
+
+func (s *Store) outboxItems(ctx context.Context, query string, args ...any) ([]OutboxItem, error) {
+	rows, err := s.read.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	defer rows.Close()
+	var items []OutboxItem
+	for rows.Next() {
+		var it OutboxItem
+		var queued, nextAt, requested int64
+		if err := rows.Scan(&it.N, &it.RequestID, &it.Type, &it.Claim, &it.Body, &it.Detail, &it.Attempts, &queued, &nextAt,
+			&it.State, &it.User, &it.UserEmail, &requested, &it.Meeting.UUID, &it.Meeting.Role, &it.Live); err != nil {
+			return nil, fmt.Errorf("outbox: %w", err)
+		}
 		it.Queued, it.RequestedAt = time.UnixMilli(queued).UTC(), time.UnixMilli(requested).UTC()
+		it.nextAt = time.UnixMilli(nextAt).UTC()
 		if it.Body != "" && s.aead != nil {
 			if it.Body, err = s.openString("outbox\x00"+it.RequestID+"\x00"+it.Type, it.Body); err != nil {
 				it.Body = "" // built again at the next attempt
 			}
 		}
-		it.Meeting.Role = role
-		due = append(due, it)
+		items = append(items, it)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, time.Time{}, err
-	}
-	for i := range due {
-		m, err := scanMeetingRow(s.read.QueryRowContext(ctx, `SELECT `+meetingColumns+` FROM meetings WHERE uuid = ?`, due[i].Meeting.UUID))
+	return items, rows.Err()
+}
+
+// viewMeetings puts in each item its meeting as the requesting user sees it.
+func (s *Store) viewMeetings(ctx context.Context, items []OutboxItem) error {
+	for i := range items {
+		m, err := scanMeetingRow(s.read.QueryRowContext(ctx, `SELECT `+meetingColumns+` FROM meetings WHERE uuid = ?`, items[i].Meeting.UUID))
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
-			due[i].Live = false
+			items[i].Live = false
 		case err != nil:
-			return nil, time.Time{}, fmt.Errorf("outbox: %w", err)
+			return fmt.Errorf("outbox: %w", err)
 		default:
-			role := due[i].Meeting.Role
+			role := items[i].Meeting.Role
 			if role == "" {
 				role = RoleHost
 			}
-			due[i].Meeting = m.view(role)
+			items[i].Meeting = m.view(role)
 		}
 	}
-	return due, next, nil
+	return nil
 }
 
 // ErrOutboxGone says an item is no longer due as it was read: delivered,
 // given up, or its request ended meanwhile.
 var ErrOutboxGone = errors.New("outbox item gone")
 
-// itemWhere identifies an item by more than its row number: SQLite reuses
-// the number of a deleted last row.
-const itemWhere = `n = ? AND request_id = ? AND type = ?`
+// itemWhere identifies an item by more than its row number (SQLite reuses
+// the number of a deleted last row), and by the claim it was read with.
+const itemWhere = `n = ? AND request_id = ? AND type = ? AND claim = ?`
 
 func itemArgs(it OutboxItem, before ...any) []any {
-	return append(before, it.N, it.RequestID, it.Type)
+	return append(before, it.N, it.RequestID, it.Type, it.Claim)
 }
 
 // ReadyToSend is the last check before an item goes out: it is still in the
@@ -127,7 +201,10 @@ func itemArgs(it OutboxItem, before ...any) []any {
 // while its join data was fetched is not sent late). A body built for this
 // attempt is kept, so every retry sends the same bytes; with a secret key
 // it is sealed, as it may carry join secrets.
-func (s *Store) ReadyToSend(ctx context.Context, it OutboxItem, body, detail string) error {
+//
+// The claim is held until, long enough to send it and record the answer;
+// ErrOutboxGone when it was lost (another worker took the item over).
+func (s *Store) ReadyToSend(ctx context.Context, it OutboxItem, body, detail string, until time.Time) error {
 	var stored string
 	if body != "" && s.aead != nil {
 		stored = s.sealString("outbox\x00"+it.RequestID+"\x00"+it.Type, body)
@@ -150,9 +227,11 @@ func (s *Store) ReadyToSend(ctx context.Context, it OutboxItem, body, detail str
 			return ErrOutboxGone
 		}
 		if stored == "" {
-			return nil
+			_, err = tx.exec(`UPDATE bot_outbox SET next_at = ? WHERE `+itemWhere, itemArgs(it, ms(until))...)
+			return err
 		}
-		_, err = tx.exec(`UPDATE bot_outbox SET body = ?, detail = ? WHERE `+itemWhere, itemArgs(it, stored, detail)...)
+		_, err = tx.exec(`UPDATE bot_outbox SET next_at = ?, body = ?, detail = ? WHERE `+itemWhere,
+			itemArgs(it, ms(until), stored, detail)...)
 		return err
 	})
 }
@@ -162,6 +241,15 @@ func (s *Store) OutboxRetry(ctx context.Context, it OutboxItem, at time.Time, la
 	return s.w.do(ctx, func(tx *Tx) error {
 		_, err := tx.exec(`UPDATE bot_outbox SET attempts = attempts + 1, next_at = ?, last_error = ? WHERE `+itemWhere,
 			itemArgs(it, ms(at), lastErr)...)
+		return err
+	})
+}
+
+// OutboxRelease gives up a claim on an item before its attempt was made:
+// it is due again at once, for any worker.
+func (s *Store) OutboxRelease(ctx context.Context, it OutboxItem) error {
+	return s.w.do(ctx, func(tx *Tx) error {
+		_, err := tx.exec(`UPDATE bot_outbox SET next_at = ?, claim = '' WHERE `+itemWhere, itemArgs(it, ms(tx.now))...)
 		return err
 	})
 }

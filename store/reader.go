@@ -17,7 +17,7 @@ var readQueries = []string{qPosition, qEntriesAfter, qLiveMeetings, qLiveBots}
 func (s *Store) prepareReads(ctx context.Context) error {
 	s.readStmts = make(map[string]*sql.Stmt, len(readQueries))
 	for _, q := range readQueries {
-		st, err := s.read.PrepareContext(ctx, q)
+		st, err := s.read.PrepareContext(ctx, s.eng.rebind(q))
 		if err != nil {
 			return fmt.Errorf("prepare: %w", err)
 		}
@@ -40,12 +40,27 @@ func (r reader) QueryContext(ctx context.Context, query string, args ...any) (*s
 	if st, ok := r.s.readStmts[query]; ok {
 		return r.tx.StmtContext(ctx, st).QueryContext(ctx, args...)
 	}
-	return r.tx.QueryContext(ctx, query, args...)
+	return r.tx.QueryContext(ctx, r.s.eng.rebind(query), r.s.eng.args(args)...)
 }
 
 func (r reader) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
 	if st, ok := r.s.readStmts[query]; ok {
 		return r.tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
 	}
-	return r.tx.QueryRowContext(ctx, query, args...)
+	return r.tx.QueryRowContext(ctx, r.s.eng.rebind(query), r.s.eng.args(args)...)
+}
+
+// readPool is the pool of read connections, speaking the statements as
+// they are written (with ? placeholders) to either engine.
+type readPool struct {
+	*sql.DB
+	eng engine
+}
+
+func (p readPool) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return p.DB.QueryContext(ctx, p.eng.rebind(query), p.eng.args(args)...)
+}
+
+func (p readPool) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	return p.DB.QueryRowContext(ctx, p.eng.rebind(query), p.eng.args(args)...)
 }

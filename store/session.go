@@ -44,11 +44,21 @@ func (s *Store) RenewSession(ctx context.Context, id string, expires time.Time) 
 	})
 }
 
-// EndSession deletes a session; ending one that is gone is not an error.
+// EndSession deletes a session (its sockets are closed on commit, as a
+// Logout); ending one that is gone is not an error.
 func (s *Store) EndSession(ctx context.Context, id string) error {
+	key := s.SessionKey(id)
 	return s.w.do(ctx, func(tx *Tx) error {
-		_, err := tx.exec(`DELETE FROM sessions WHERE id_hash = ?`, s.SessionKey(id))
-		return err
+		var user string
+		err := tx.queryRow(`DELETE FROM sessions WHERE id_hash = ? RETURNING user_id`, key).Scan(&user)
+		if err == sql.ErrNoRows {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		tx.out.Logouts = append(tx.out.Logouts, Logout{User: user, Session: key})
+		return nil
 	})
 }
 

@@ -1,6 +1,7 @@
 // Package store keeps onair's state: users, live meetings, the per-user event
-// log and deduplication keys. Every write goes through one group-committing
-// writer, which hands the events it committed, in commit order, to OnCommit.
+// log and deduplication keys, in SQLite or PostgreSQL (engine.go). Every
+// write of a process goes through one group-committing writer; the events
+// committed reach OnCommit in commit order.
 package store
 
 import (
@@ -13,15 +14,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
-	"path/filepath"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
-
-	_ "github.com/mattn/go-sqlite3" // registers "sqlite3"; checkpoint.go registers the writer's
 )
 
 // Errors with a meaning callers act on.
@@ -59,29 +54,40 @@ type Options struct {
 	// Launcher says bot requests go to a bot launcher: they and the notices
 	// that follow them enter the outbox. Without it they are only recorded.
 	Launcher bool
+
+	// DatabaseURL (postgres://…) selects PostgreSQL, shared by every node
+	// of a cluster; Path and Sync are then unused. OnCommit then hears
+	// every node's commits, in commit order.
+	DatabaseURL string
+	// OnMissed (PostgreSQL) says this node may have missed other nodes'
+	// commits: its connection for hearing them was lost and is back.
+	// Whatever was pushed since must be repaired from the log.
+	OnMissed func()
+	// OnNotified (PostgreSQL) receives how long each commit took to be
+	// heard, from its commit to its OnCommit here.
+	OnNotified func(lag time.Duration)
 }
 
-// Store is onair's state on one SQLite file.
+// Store is onair's state: on one SQLite file, or in a PostgreSQL database
+// that several nodes share.
 type Store struct {
-	opts    Options
-	db      *sql.DB // the single writer connection
-	read    *sql.DB // a pool of query-only connections
-	epoch   string
-	hashKey []byte
-	w       *writer
-	// ckpt is the checkpointer's connection (see checkpoint.go).
-	ckpt               *sql.DB
-	ckptStop, ckptDone chan struct{}
-	catchUp            atomic.Bool          // the checkpointer asks the writer to help
-	aead               cipher.AEAD          // seals Zoom tokens; nil without a SecretKey
-	readStmts          map[string]*sql.Stmt // see reader.go; read only after Open
-	closeOnce          sync.Once
-	closeErr           error
+	opts      Options
+	eng       engine
+	db        *sql.DB  // the single writer connection
+	read      readPool // a pool of read connections
+	epoch     string
+	hashKey   []byte
+	w         *writer
+	aead      cipher.AEAD          // seals Zoom tokens; nil without a SecretKey
+	readStmts map[string]*sql.Stmt // see reader.go; read only after Open
+	closeOnce sync.Once
+	closeErr  error
 }
 
-// Open opens (creating if needed) the database, migrates it and starts the writer.
+// Open opens (creating if needed) the database, migrates it and starts the
+// writer: PostgreSQL when opts.DatabaseURL is set, else SQLite at opts.Path.
 func Open(ctx context.Context, opts Options) (*Store, error) {
-	if opts.Path == "" {
+	if opts.DatabaseURL == "" && opts.Path == "" {
 		return nil, errors.New("store: no database path")
 	}
 	if opts.Sync == "" {
@@ -102,85 +108,34 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.OnCommit == nil {
 		opts.OnCommit = func(Committed) {}
 	}
-	if dir := filepath.Dir(opts.Path); dir != "" {
-		if err := os.MkdirAll(dir, 0o750); err != nil {
-			return nil, fmt.Errorf("create database folder: %w", err)
-		}
+	if opts.OnMissed == nil {
+		opts.OnMissed = func() {}
 	}
-	// The writer's journal mode is set by its driver, after the page size.
-	db, err := sql.Open(writerDriver, strings.Replace(dsn(opts.Path, opts, false), "_journal_mode=WAL&", "", 1))
-	if err != nil {
-		return nil, err
+	if opts.OnNotified == nil {
+		opts.OnNotified = func(time.Duration) {}
 	}
-	db.SetMaxOpenConns(1)
-	db.SetMaxIdleConns(1)
-	db.SetConnMaxLifetime(0)
-	s := &Store{opts: opts, db: db}
+	s := &Store{opts: opts}
 	if opts.SecretKey != nil {
+		var err error
 		if s.aead, err = newAEAD(opts.SecretKey); err != nil {
-			db.Close()
 			return nil, err
 		}
 	}
-	if err := s.init(ctx); err != nil {
-		db.Close()
-		return nil, err
+	var err error
+	if opts.DatabaseURL != "" {
+		err = openPostgres(ctx, s)
+	} else {
+		err = openSQLite(ctx, s)
 	}
-	s.read, err = sql.Open("sqlite3", dsn(opts.Path, opts, true))
 	if err != nil {
-		db.Close()
 		return nil, err
 	}
-	s.read.SetMaxOpenConns(8)
-	s.read.SetMaxIdleConns(8)
-	if err := s.prepareReads(ctx); err != nil {
-		s.read.Close()
-		db.Close()
-		return nil, err
-	}
-	s.ckpt, err = sql.Open("sqlite3", dsn(opts.Path, opts, false))
-	if err != nil {
-		s.read.Close()
-		db.Close()
-		return nil, err
-	}
-	s.ckpt.SetMaxOpenConns(1)
-	s.w = newWriter(s)
-	s.ckptStop, s.ckptDone = make(chan struct{}), make(chan struct{})
-	go s.checkpointer(s.ckpt, s.ckptStop, s.ckptDone)
 	return s, nil
 }
 
-// dsn puts every per-connection setting in the connection string, so each
-// pooled connection gets it (a one-off PRAGMA reaches only one connection).
-func dsn(path string, opts Options, readOnly bool) string {
-	v := url.Values{}
-	v.Set("_journal_mode", "WAL")
-	v.Set("_foreign_keys", "on")
-	v.Set("_synchronous", strings.ToUpper(string(opts.Sync)))
-	v.Set("_busy_timeout", fmt.Sprint(opts.BusyTimeout.Milliseconds()))
-	if readOnly {
-		v.Set("_query_only", "true")
-		v.Set("_txlock", "deferred")
-	} else {
-		// A deferred read-then-write transaction can fail with SQLITE_BUSY
-		// without waiting; immediate takes the write lock up front.
-		v.Set("_txlock", "immediate")
-	}
-	return "file:" + path + "?" + v.Encode()
-}
-
+// init reads (creating them the first time) the database's identity and
+// hashing key, once migrated.
 func (s *Store) init(ctx context.Context) error {
-	var mode string
-	if err := s.db.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil {
-		return fmt.Errorf("open database: %w", err)
-	}
-	if mode != "wal" {
-		return fmt.Errorf("open database: journal_mode is %q, want wal", mode)
-	}
-	if err := migrate(ctx, s.db, "sqlite"); err != nil {
-		return err
-	}
 	var err error
 	if s.epoch, err = s.metaOrCreate(ctx, "epoch", 12); err != nil {
 		return err
@@ -196,12 +151,12 @@ func (s *Store) init(ctx context.Context) error {
 // metaOrCreate returns a meta value, creating it as n random bytes in hex
 // when absent. The insert cannot overwrite a value another process set.
 func (s *Store) metaOrCreate(ctx context.Context, key string, n int) (string, error) {
-	if _, err := s.db.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING`,
+	if _, err := s.db.ExecContext(ctx, s.eng.rebind(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING`),
 		key, randomHex(n)); err != nil {
 		return "", fmt.Errorf("meta %s: %w", key, err)
 	}
 	var v string
-	if err := s.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v); err != nil {
+	if err := s.db.QueryRowContext(ctx, s.eng.rebind(`SELECT value FROM meta WHERE key = ?`), key).Scan(&v); err != nil {
 		return "", fmt.Errorf("meta %s: %w", key, err)
 	}
 	return v, nil
@@ -214,19 +169,31 @@ func (s *Store) Secret(ctx context.Context, name string) (string, error) {
 }
 
 // LookupSecret returns a generated secret without creating it: ErrNotFound
-// when there is none.
-func LookupSecret(ctx context.Context, path, name string) (string, error) {
-	if _, err := os.Stat(path); err != nil {
-		return "", ErrNotFound
-	}
-	db, err := sql.Open("sqlite3", dsn(path, Options{Sync: SyncNormal, BusyTimeout: time.Second}, true))
-	if err != nil {
-		return "", err
+// when there is none. opts says where the database is (DatabaseURL, else
+// Path).
+func LookupSecret(ctx context.Context, opts Options, name string) (string, error) {
+	var db *sql.DB
+	var err error
+	query := `SELECT value FROM meta WHERE key = ?`
+	if opts.DatabaseURL != "" {
+		if db, err = openPostgresPool(opts.DatabaseURL); err != nil {
+			return "", err
+		}
+		query = (&dollarParams{}).rebind(query)
+	} else {
+		if _, err := os.Stat(opts.Path); err != nil {
+			return "", ErrNotFound
+		}
+		if db, err = sql.Open("sqlite3", dsn(opts.Path, Options{Sync: SyncNormal, BusyTimeout: time.Second}, true)); err != nil {
+			return "", err
+		}
 	}
 	defer db.Close()
 	var v string
-	err = db.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, "secret:"+name).Scan(&v)
-	if err != nil {
+	if err := db.QueryRowContext(ctx, query, "secret:"+name).Scan(&v); err != nil {
+		if opts.DatabaseURL != "" && !errors.Is(err, sql.ErrNoRows) && !isUndefinedTable(err) {
+			return "", fmt.Errorf("read secret: %w", err)
+		}
 		return "", ErrNotFound
 	}
 	return v, nil
@@ -240,10 +207,7 @@ func (s *Store) Epoch() string { return s.epoch }
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.w.close()
-		close(s.ckptStop)
-		<-s.ckptDone
-		s.ckpt.Close()
-		s.closeErr = errors.Join(s.read.Close(), s.db.Close())
+		s.closeErr = errors.Join(s.eng.close(), s.read.Close(), s.db.Close())
 	})
 	return s.closeErr
 }

@@ -6,18 +6,30 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"onair/internal/testpg"
 )
+
+// forBothEngines runs fn with the options of a fresh database, once per
+// engine (PostgreSQL on the test server: see internal/testpg).
+func forBothEngines(t *testing.T, fn func(t *testing.T, opts Options)) {
+	t.Run("sqlite", func(t *testing.T) { fn(t, Options{Path: filepath.Join(t.TempDir(), "onair.db")}) })
+	t.Run("postgres", func(t *testing.T) { fn(t, Options{DatabaseURL: testpg.URL(t)}) })
+}
 
 // A write that fails must not sink the writes batched with it: the batch
 // is rolled back and each write is committed alone.
-func TestWriterIsolatesFailedWrite(t *testing.T) {
+func TestWriterIsolatesFailedWrite(t *testing.T) { forBothEngines(t, testWriterIsolatesFailedWrite) }
+
+func testWriterIsolatesFailedWrite(t *testing.T, opts Options) {
 	var mu sync.Mutex
 	var committed []Entry
-	s, err := Open(context.Background(), Options{Path: filepath.Join(t.TempDir(), "onair.db"), OnCommit: func(c Committed) {
+	opts.OnCommit = func(c Committed) {
 		mu.Lock()
 		committed = append(committed, c.Entries...)
 		mu.Unlock()
-	}})
+	}
+	s, err := Open(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

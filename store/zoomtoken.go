@@ -142,8 +142,11 @@ func (s *Store) RevokeZoomGrant(ctx context.Context, user string) error {
 		if _, err := tx.exec(`DELETE FROM zoom_tokens WHERE user_id = ?`, user); err != nil {
 			return err
 		}
-		_, err := tx.exec(`DELETE FROM sessions WHERE user_id = ?`, user)
-		return err
+		if _, err := tx.exec(`DELETE FROM sessions WHERE user_id = ?`, user); err != nil {
+			return err
+		}
+		tx.out.Logouts = append(tx.out.Logouts, Logout{User: user})
+		return nil
 	})
 }
 

@@ -10,7 +10,8 @@ import (
 
 // Publish returns the store's OnCommit hook: each committed entry is encoded
 // once into its frame and handed to the hub for all of its user's tabs, and
-// deauthorized users' sockets are dropped. Bot requests that end cancelled
+// deauthorized users' sockets and ended sessions' sockets are dropped (on
+// every node: on PostgreSQL this hears every node's commits). Bot requests that end cancelled
 // (by the user, or by the end of a meeting they were never sent to) are
 // counted in m, when given.
 func Publish(h *hub.Hub, m *Metrics) func(store.Committed) {
@@ -26,6 +27,13 @@ func Publish(h *hub.Hub, m *Metrics) func(store.Committed) {
 		}
 		for _, u := range c.Deauthorized {
 			h.Drop(u, hub.ReasonDeauthorized)
+		}
+		for _, lo := range c.Logouts {
+			if lo.Session == "" {
+				h.DropSessions(lo.User, hub.ReasonLogout)
+			} else {
+				h.DropTag(lo.User, lo.Session, hub.ReasonLogout)
+			}
 		}
 	}
 }

@@ -11,7 +11,8 @@ func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleReadyz is 200 only when start-up is done, the server is not
-// draining, and the database takes a write.
+// draining, the database takes a write and (PostgreSQL) this node hears
+// the other nodes' commits: without that its tabs would miss events.
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case !s.ready.Load():
@@ -26,6 +27,11 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	if err := s.store.Ping(ctx); err != nil {
 		s.log.Warn("readiness: database not writable", "err", err)
 		writeError(w, http.StatusServiceUnavailable, "database", "database not writable")
+		return
+	}
+	if err := s.store.Listening(); err != nil {
+		s.log.Warn("readiness: not hearing the other nodes", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "cluster", "not hearing the other nodes' commits")
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})

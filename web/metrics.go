@@ -13,7 +13,7 @@ import (
 var (
 	webhookOutcomes  = []string{"accepted", "duplicate", "ignored", "rejected", "failed"}
 	disconnectReason = []string{"client", "slow_consumer", "auth", "hello_timeout", "protocol",
-		"ping_timeout", "too_many_tabs", "deauthorized", "logout", "shutdown"}
+		"ping_timeout", "too_many_tabs", "deauthorized", "logout", "shutdown", "resync"}
 	frameTypes  = []string{"welcome", "meeting.started", "meeting.ended", "meeting.joined", "meeting.left", "bot.updated"}
 	botOutcomes = []string{"dispatched", "retried", "failed", "cancelled"}
 )
@@ -32,6 +32,11 @@ type Metrics struct {
 	ZoomCalls       *prometheus.CounterVec
 	ReconcileRuns   prometheus.Counter
 	Repairs         *prometheus.CounterVec
+	// NotifyLag and Resyncs are about the other nodes (PostgreSQL): how
+	// long a commit took to be heard here, and how often this node lost
+	// its ear for them and had its tabs resume from the log.
+	NotifyLag prometheus.Histogram
+	Resyncs   prometheus.Counter
 }
 
 // NewMetrics registers onair's collectors on reg. liveMeetings is read at
@@ -90,12 +95,22 @@ func NewMetrics(reg prometheus.Registerer, liveMeetings func() float64) *Metrics
 		Name: "onair_live_repairs_total",
 		Help: "Live meetings repaired without a webhook, by what was done (started, ended, stale).",
 	}, []string{"repair"})
+	m.NotifyLag = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "onair_cluster_notify_lag_seconds",
+		Help:    "Time from a commit (on any node) to this node hearing it; PostgreSQL only.",
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+	})
+	m.Resyncs = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "onair_cluster_resyncs_total",
+		Help: "Times this node lost its connection for hearing other nodes' commits and closed its tabs (1012) to resume from the log.",
+	})
 	live := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "onair_live_meetings",
 		Help: "Meetings onair currently holds live.",
 	}, liveMeetings)
 	reg.MustRegister(m.webhooks, m.webhookDuration, m.webhookLast, m.pushLatency, m.wsConnections,
-		m.wsSent, m.wsDisconnects, m.BotRequests, m.BotLatency, m.ZoomCalls, m.ReconcileRuns, m.Repairs, live)
+		m.wsSent, m.wsDisconnects, m.BotRequests, m.BotLatency, m.ZoomCalls, m.ReconcileRuns, m.Repairs,
+		m.NotifyLag, m.Resyncs, live)
 	for _, e := range append(append([]string{}, zoom.KnownEvents...), "other", "unverified") {
 		for _, o := range webhookOutcomes {
 			m.webhooks.WithLabelValues(e, o)

@@ -26,6 +26,7 @@ type Store interface {
 	Welcome(ctx context.Context, user string, since *store.Position, maxReplay int) (store.Welcome, error)
 	LiveMeetings(ctx context.Context, user string) ([]store.Meeting, error)
 	Ping(ctx context.Context) error
+	Listening() error
 
 	SessionKey(id string) string
 	Session(ctx context.Context, id string) (store.Session, error)

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"time"
 
-	"onair/hub"
 	"onair/store"
 )
 
@@ -59,10 +58,9 @@ func (s *Server) sessionFrom(w http.ResponseWriter, r *http.Request) (session, b
 // the browser already had ends, with its sockets.
 func (s *Server) startSession(ctx context.Context, w http.ResponseWriter, r *http.Request, u store.User, tok *store.ZoomToken) error {
 	if old, ok := s.sessionFrom(nil, r); ok {
-		if err := s.store.EndSession(ctx, old.id); err != nil {
+		if err := s.store.EndSession(ctx, old.id); err != nil { // its sockets close on commit
 			return err
 		}
-		s.hub.DropTag(old.user, old.key, hub.ReasonLogout)
 	}
 	b := make([]byte, 32)
 	rand.Read(b)
@@ -98,11 +96,10 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if sess, ok := s.sessionFrom(nil, r); ok {
-		if err := s.store.EndSession(r.Context(), sess.id); err != nil {
+		if err := s.store.EndSession(r.Context(), sess.id); err != nil { // its sockets close on commit
 			s.internalError(w, "end session", err)
 			return
 		}
-		s.hub.DropTag(sess.user, sess.key, hub.ReasonLogout)
 	}
 	s.clearCookie(w, sessionCookie, "/")
 	http.Redirect(w, r, "/", http.StatusSeeOther)

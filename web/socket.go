@@ -365,6 +365,8 @@ func (t *tab) closeFor(r hub.Reason) {
 		t.close(closeUnauthorized, "deauthorized", "deauthorized")
 	case hub.ReasonLogout:
 		t.close(closeUnauthorized, "logged out", "logout")
+	case hub.ReasonResync:
+		t.close(websocket.StatusServiceRestart, "resume from the log", "resync")
 	default:
 		t.close(websocket.StatusServiceRestart, "server restarting", "shutdown")
 	}

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"onair/hub"
 	"onair/store"
 	"onair/zoom"
 )
@@ -86,10 +85,9 @@ func (s *Server) refreshZoomToken(ctx context.Context, user string) (string, err
 	nt, err := s.cfg.Zoom.Refresh(ctx, t.Refresh)
 	if zoom.IsInvalidGrant(err) {
 		s.log.Warn("zoom refused the refresh token: the user must sign in again", "user", user)
-		if err := s.store.RevokeZoomGrant(ctx, user); err != nil {
+		if err := s.store.RevokeZoomGrant(ctx, user); err != nil { // its sessions' sockets close on commit
 			return "", err
 		}
-		s.hub.DropSessions(user, hub.ReasonLogout)
 		return "", fmt.Errorf("%w: %w", ErrSignInAgain, err) // still zoom.IsInvalidGrant
 	}
 	if err != nil {

@@ -14,6 +14,7 @@ type config struct {
 	Addr              string
 	MetricsAddr       string
 	DB                string
+	DatabaseURL       string // PostgreSQL instead of SQLite at DB
 	PublicURL         string // empty: derived from the bound address
 	AllowedOrigins    []string
 	WebhookSecrets    [][]byte
@@ -136,7 +137,11 @@ func (so *serveOptions) validate(o *options) (*config, error) {
 		if o.explicit["db"] {
 			return nil, usageErrorf("%s and %s are both set: choose SQLite or PostgreSQL", so.db.name(), so.databaseURL.name())
 		}
-		return nil, usageErrorf("%s: PostgreSQL is not supported by this version of onair yet; use SQLite (%s)", so.databaseURL.name(), so.db.name())
+		u, err := url.Parse(so.databaseURL.str())
+		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
+			return nil, usageErrorf("%s must be a postgres://host/database URL", so.databaseURL.name())
+		}
+		c.DatabaseURL = so.databaseURL.str()
 	}
 	if len(c.WebhookSecrets) == 0 {
 		c.Dev = true // a production start without a webhook secret is impossible

@@ -230,11 +230,11 @@ func TestDevModeSecrets(t *testing.T) {
 	db := filepath.Join(dir, "onair.db")
 	env := cleanEnv()
 	srv := startOnair(t, dir, env, "--addr", "127.0.0.1:0", "--db", db, "--shutdown-drain", "0s", "--log-level", "debug")
-	webhookSecret, err := store.LookupSecret(context.Background(), db, "webhook")
+	webhookSecret, err := store.LookupSecret(context.Background(), store.Options{Path: db}, "webhook")
 	if err != nil {
 		t.Fatalf("dev webhook secret: %v", err)
 	}
-	tokenSecret, err := store.LookupSecret(context.Background(), db, "token")
+	tokenSecret, err := store.LookupSecret(context.Background(), store.Options{Path: db}, "token")
 	if err != nil {
 		t.Fatalf("dev token secret: %v", err)
 	}

@@ -86,8 +86,21 @@ func runServe(ctx context.Context, o *options, args []string, stdout, stderr io.
 		}
 	}
 	st, err = store.Open(startCtx, store.Options{Path: cfg.DB, Sync: store.Sync(cfg.DBSync), OnCommit: onCommit,
-		SecretKey: cfg.SecretKey, Launcher: cfg.BotWebhookURL != ""})
+		SecretKey: cfg.SecretKey, Launcher: cfg.BotWebhookURL != "", DatabaseURL: cfg.DatabaseURL,
+		OnMissed: func() {
+			// Other nodes' commits may have gone unheard: every tab resumes from the log.
+			metrics.Resyncs.Inc()
+			h.DropAll(hub.ReasonResync)
+			if disp != nil {
+				disp.Wake()
+			}
+		},
+		OnNotified: func(lag time.Duration) { metrics.NotifyLag.Observe(lag.Seconds()) },
+	})
 	if err != nil {
+		if cfg.DatabaseURL != "" {
+			return fmt.Errorf("open the PostgreSQL database: %w", err)
+		}
 		return fmt.Errorf("open database %s: %w", cfg.DB, err)
 	}
 	defer st.Close()
@@ -240,10 +253,16 @@ func devSecrets(ctx context.Context, st *store.Store, cfg *config, stdout io.Wri
 	return nil
 }
 
-// sweepLoop applies retention at start and then hourly.
+// sweepLoop applies retention at start and then hourly; one node at a
+// time when several share the database.
 func sweepLoop(ctx context.Context, st *store.Store, r store.Retention, log *slog.Logger) {
 	for {
-		if n, err := st.Sweep(ctx, r); err != nil && ctx.Err() == nil {
+		var n int64
+		_, err := st.Once(ctx, "retention", func(ctx context.Context) (err error) {
+			n, err = st.Sweep(ctx, r)
+			return err
+		})
+		if err != nil && ctx.Err() == nil {
 			log.Warn("retention sweep", "err", err)
 		} else if n > 0 {
 			log.Info("retention sweep", "deleted", n)

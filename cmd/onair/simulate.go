@@ -44,7 +44,7 @@ func runSimulate(ctx context.Context, o *options, args []string, stdout, stderr 
 	target := o.add("url", "", "http://localhost:8080/webhooks/zoom", "webhook URL of the running server")
 	secret := o.add("zoom-webhook-secret", "ZOOM_WEBHOOK_SECRET_TOKEN", "", "Zoom Secret Token(s); the first signs")
 	db := o.add("db", "ONAIR_DB", "./data/onair.db", "SQLite file holding the dev-mode webhook secret")
-	dbURL := o.add("database-url", "ONAIR_DATABASE_URL", "", "PostgreSQL URL (not supported yet)")
+	dbURL := o.add("database-url", "ONAIR_DATABASE_URL", "", "PostgreSQL URL: the dev-mode secret is read from there")
 	if len(args) == 0 || args[0] == "" || args[0][0] == '-' {
 		if err := o.parse(args); err != nil {
 			return err

@@ -16,7 +16,7 @@ func runToken(ctx context.Context, o *options, args []string, stdout, stderr io.
 	ttl := o.add("ttl", "", "1h", "how long the token is valid")
 	secret := o.add("token-secret", "ONAIR_TOKEN_SECRET", "", "HMAC key(s) for connection tokens; the first signs")
 	db := o.add("db", "ONAIR_DB", "./data/onair.db", "SQLite file holding the dev-mode token secret")
-	dbURL := o.add("database-url", "ONAIR_DATABASE_URL", "", "PostgreSQL URL (not supported yet)")
+	dbURL := o.add("database-url", "ONAIR_DATABASE_URL", "", "PostgreSQL URL: the dev-mode secret is read from there")
 	if err := o.parse(args); err != nil {
 		return err
 	}
@@ -48,13 +48,14 @@ func signingSecret(ctx context.Context, configured, db, dbURL *optSpec, name str
 	if s := configured.secrets(); len(s) > 0 {
 		return s[0], nil
 	}
+	where := db.str()
 	if dbURL.str() != "" {
-		return nil, usageErrorf("%s: PostgreSQL is not supported by this version of onair yet", dbURL.name())
+		where = "the PostgreSQL database"
 	}
-	v, err := store.LookupSecret(ctx, db.str(), name)
+	v, err := store.LookupSecret(ctx, store.Options{Path: db.str(), DatabaseURL: dbURL.str()}, name)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, usageErrorf("no %s and no dev-mode secret in %s (start onair in dev mode once, or set %s)",
-			configured.name(), db.str(), configured.env)
+			configured.name(), where, configured.env)
 	}
 	if err != nil {
 		return nil, err

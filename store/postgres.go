@@ -1,0 +1,229 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// pgEngine keeps the state in a PostgreSQL database that several onair
+// nodes share. Each node still writes through one group-committing writer;
+// every write transaction takes one cluster-wide advisory lock first, so
+// writes are serialized as on SQLite (per-user seq is gap-free, and no
+// two batches deadlock on each other's rows), while reads and everything
+// else run in parallel. A committing transaction also NOTIFYs what it
+// committed, and every node (the committing one included) publishes it
+// from its listener, in commit order (listen.go).
+type pgEngine struct {
+	dollarParams
+	s      *Store
+	url    string
+	schema string
+	// channel is the NOTIFY channel, one per schema, so that separate
+	// deployments (or tests) sharing a database do not hear each other.
+	channel   string
+	writeLock int64   // the advisory lock key of write transactions
+	locks     *sql.DB // connections that hold Once's session locks
+	l         *listener
+}
+
+func openPostgres(ctx context.Context, s *Store) (err error) {
+	e := &pgEngine{s: s, url: s.opts.DatabaseURL}
+	s.eng = e
+	if s.db, err = openPostgresPool(e.url); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			if e.l != nil {
+				e.l.close()
+			}
+			closeAll(e.locks, s.read.DB, s.db)
+		}
+	}()
+	s.db.SetMaxOpenConns(1)
+	s.db.SetMaxIdleConns(1)
+	if err := s.db.QueryRowContext(ctx, `SELECT current_schema()`).Scan(&e.schema); err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	e.channel = "onair." + e.schema
+	e.writeLock = e.lockKey("write")
+	if e.locks, err = openPostgresPool(e.url); err != nil {
+		return err
+	}
+	e.locks.SetMaxIdleConns(1)
+	if err := e.migrate(ctx); err != nil {
+		return err
+	}
+	if err := s.init(ctx); err != nil {
+		return err
+	}
+	read, err := openPostgresPool(e.url)
+	if err != nil {
+		return err
+	}
+	s.read = readPool{read, e}
+	s.read.SetMaxOpenConns(8)
+	s.read.SetMaxIdleConns(8)
+	if err := s.prepareReads(ctx); err != nil {
+		return err
+	}
+	// Listening before the first write: no commit of this node goes unheard.
+	if e.l, err = startListener(ctx, e); err != nil {
+		return err
+	}
+	s.w = newWriter(s)
+	return nil
+}
+
+// openPostgresPool opens a pool on the database at url. A statement
+// waiting for a lock gives up after lock_timeout: a webhook must be
+// answered within 2 s.
+func openPostgresPool(url string) (*sql.DB, error) {
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("database url: %w", err)
+	}
+	if _, set := cfg.RuntimeParams["lock_timeout"]; !set {
+		cfg.RuntimeParams["lock_timeout"] = "1500ms"
+	}
+	return stdlib.OpenDB(*cfg), nil
+}
+
+// lockKey is the advisory lock key of a named piece of work in this
+// schema.
+func (e *pgEngine) lockKey(name string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("onair\x00" + e.schema + "\x00" + name))
+	return int64(h.Sum64())
+}
+
+// migrate runs the migrations under a session lock, so nodes starting
+// together (a rolling deploy) migrate once: the others wait, then find
+// nothing left to do.
+func (e *pgEngine) migrate(ctx context.Context) error {
+	conn, err := e.locks.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer conn.Close()
+	key := e.lockKey("migrate")
+	if _, err := conn.ExecContext(ctx, `SET lock_timeout = 0`); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, key); err != nil {
+		return fmt.Errorf("migrate: take the migration lock: %w", err)
+	}
+	defer conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, key)
+	defer conn.ExecContext(context.WithoutCancel(ctx), `RESET lock_timeout`)
+	return migrate(ctx, conn, "postgres", e.rebind)
+}
+
+// args: the schema keeps flags as 0/1 integers, as SQLite does; pgx does
+// not turn a bool into one.
+func (e *pgEngine) args(args []any) []any {
+	for i, a := range args {
+		if b, ok := a.(bool); ok {
+			if b {
+				args[i] = int64(1)
+			} else {
+				args[i] = int64(0)
+			}
+		}
+	}
+	return args
+}
+
+func (e *pgEngine) skipLocked() string { return " FOR UPDATE SKIP LOCKED" }
+
+// readTx: each statement of a READ COMMITTED transaction sees its own
+// snapshot; a welcome must see one.
+func (e *pgEngine) readTx() *sql.TxOptions {
+	return &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}
+}
+
+func (e *pgEngine) begin(tx *Tx) error {
+	if _, err := tx.exec(`SELECT pg_advisory_xact_lock(?)`, e.writeLock); err != nil {
+		return fmt.Errorf("take the write lock: %w", err)
+	}
+	return nil
+}
+
+// commit NOTIFYs what the transaction committed, commits, and waits until
+// this node's listener has published it (so OnCommit has run when a write
+// returns, as on SQLite), unless the listener is down: then it is repaired
+// when it is back.
+func (e *pgEngine) commit(tx *Tx) error {
+	notices := e.l.notices(tx.out)
+	for _, n := range notices {
+		if _, err := tx.exec(`SELECT pg_notify(?, ?)`, e.channel, n); err != nil {
+			return fmt.Errorf("notify: %w", err)
+		}
+	}
+	var heard <-chan struct{}
+	if len(notices) > 0 {
+		heard = e.l.expect()
+	}
+	if err := tx.tx.Commit(); err != nil {
+		e.l.forget()
+		return err
+	}
+	if heard != nil {
+		e.l.await(heard)
+	}
+	return nil
+}
+
+func (e *pgEngine) idle() {}
+
+// once holds a session advisory lock for the length of fn: a node that
+// dies mid-work loses its connection, and with it the lock.
+func (e *pgEngine) once(ctx context.Context, name string, fn func(context.Context) error) (bool, error) {
+	conn, err := e.locks.Conn(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close()
+	key := e.lockKey("once\x00" + name)
+	var got bool
+	if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&got); err != nil {
+		return false, err
+	}
+	if !got {
+		return false, nil
+	}
+	defer func() {
+		if _, err := conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, key); err != nil {
+			// A lock that could not be released must not stay with a
+			// pooled connection: drop the connection, and the lock with it.
+			conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}()
+	return true, fn(ctx)
+}
+
+func (e *pgEngine) ready() error { return e.l.ready() }
+
+func (e *pgEngine) close() error {
+	e.l.close()
+	return e.locks.Close()
+}
+
+// isUndefinedTable says a query failed because a table does not exist
+// (a database onair never migrated).
+func isUndefinedTable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "42P01"
+}
+
+// pollListen bounds how long the listener waits for a notification before
+// it checks that its connection is still alive.
+var pollListen = 10 * time.Second

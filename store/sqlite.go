@@ -1,0 +1,136 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+
+	_ "github.com/mattn/go-sqlite3" // registers "sqlite3"; checkpoint.go registers the writer's
+)
+
+// sqliteEngine keeps the state in one file, for one process: one writer
+// connection, a pool of query-only readers, and a checkpointer beside them.
+type sqliteEngine struct {
+	processOnce
+	s                  *Store
+	ckpt               *sql.DB // the checkpointer's connection (see checkpoint.go)
+	ckptStop, ckptDone chan struct{}
+	catchUp            atomic.Bool // the checkpointer asks the writer to help
+}
+
+func openSQLite(ctx context.Context, s *Store) (err error) {
+	opts := s.opts
+	if dir := filepath.Dir(opts.Path); dir != "" {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return fmt.Errorf("create database folder: %w", err)
+		}
+	}
+	e := &sqliteEngine{s: s}
+	s.eng = e
+	// The writer's journal mode is set by its driver, after the page size.
+	if s.db, err = sql.Open(writerDriver, strings.Replace(dsn(opts.Path, opts, false), "_journal_mode=WAL&", "", 1)); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			closeAll(e.ckpt, s.read.DB, s.db)
+		}
+	}()
+	s.db.SetMaxOpenConns(1)
+	s.db.SetMaxIdleConns(1)
+	s.db.SetConnMaxLifetime(0)
+	var mode string
+	if err := s.db.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	if mode != "wal" {
+		return fmt.Errorf("open database: journal_mode is %q, want wal", mode)
+	}
+	if err := migrate(ctx, s.db, "sqlite", e.rebind); err != nil {
+		return err
+	}
+	if err := s.init(ctx); err != nil {
+		return err
+	}
+	read, err := sql.Open("sqlite3", dsn(opts.Path, opts, true))
+	if err != nil {
+		return err
+	}
+	s.read = readPool{read, e}
+	s.read.SetMaxOpenConns(8)
+	s.read.SetMaxIdleConns(8)
+	if err := s.prepareReads(ctx); err != nil {
+		return err
+	}
+	if e.ckpt, err = sql.Open("sqlite3", dsn(opts.Path, opts, false)); err != nil {
+		return err
+	}
+	e.ckpt.SetMaxOpenConns(1)
+	s.w = newWriter(s)
+	e.ckptStop, e.ckptDone = make(chan struct{}), make(chan struct{})
+	go e.checkpointer(e.ckpt, e.ckptStop, e.ckptDone)
+	return nil
+}
+
+// closeAll closes what was opened of dbs (nil ones are skipped).
+func closeAll(dbs ...*sql.DB) {
+	for _, db := range dbs {
+		if db != nil {
+			db.Close()
+		}
+	}
+}
+
+// dsn puts every per-connection setting in the connection string, so each
+// pooled connection gets it (a one-off PRAGMA reaches only one connection).
+func dsn(path string, opts Options, readOnly bool) string {
+	v := url.Values{}
+	v.Set("_journal_mode", "WAL")
+	v.Set("_foreign_keys", "on")
+	v.Set("_synchronous", strings.ToUpper(string(opts.Sync)))
+	v.Set("_busy_timeout", fmt.Sprint(opts.BusyTimeout.Milliseconds()))
+	if readOnly {
+		v.Set("_query_only", "true")
+		v.Set("_txlock", "deferred")
+	} else {
+		// A deferred read-then-write transaction can fail with SQLITE_BUSY
+		// without waiting; immediate takes the write lock up front.
+		v.Set("_txlock", "immediate")
+	}
+	return "file:" + path + "?" + v.Encode()
+}
+
+func (e *sqliteEngine) rebind(query string) string { return query }
+func (e *sqliteEngine) args(args []any) []any      { return args }
+
+// skipLocked: one writer at a time, so nothing is ever held.
+func (e *sqliteEngine) skipLocked() string { return "" }
+
+// readTx: a SQLite read transaction sees one snapshot from its first read.
+func (e *sqliteEngine) readTx() *sql.TxOptions { return nil }
+
+func (e *sqliteEngine) begin(*Tx) error { return nil }
+
+// commit: the writer is the only one, so commit order is its order.
+func (e *sqliteEngine) commit(tx *Tx) error {
+	if err := tx.tx.Commit(); err != nil {
+		return err
+	}
+	e.s.opts.OnCommit(tx.out)
+	return nil
+}
+
+func (e *sqliteEngine) idle() { e.catchUpCheckpoint() }
+
+func (e *sqliteEngine) ready() error { return nil }
+
+func (e *sqliteEngine) close() error {
+	close(e.ckptStop)
+	<-e.ckptDone
+	return e.ckpt.Close()
+}
