@@ -86,4 +86,3 @@ func Open(t testing.TB, u string) *sql.DB {
 	t.Cleanup(func() { db.Close() })
 	return db
 }
-
