@@ -54,7 +54,7 @@ func webhookBody(event, uuid, host string, sent time.Time) []byte {
 // send posts a signed webhook and returns the status and how long it took.
 func (b *bench) send(ctx context.Context, body []byte) (int, time.Duration, error) {
 	ts := strconv.FormatInt(time.Now().Unix(), 10)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.base+"/webhooks/zoom", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.webhookBase()+"/webhooks/zoom", bytes.NewReader(body))
 	if err != nil {
 		return 0, 0, err
 	}
@@ -83,6 +83,7 @@ func (b *bench) token(user string) string {
 // last one it saw and counts gaps and duplicates.
 type tab struct {
 	b     *bench
+	node  int // which of the nodes it connects to
 	user  string
 	conn  *websocket.Conn
 	epoch string
@@ -131,7 +132,7 @@ func (t *tab) connect(ctx context.Context) error {
 	if t.tinyWindow {
 		opts = &websocket.DialOptions{HTTPClient: tinyWindowClient}
 	}
-	conn, _, err := websocket.Dial(dctx, "ws"+strings.TrimPrefix(t.b.base, "http")+"/ws", opts)
+	conn, _, err := websocket.Dial(dctx, "ws"+strings.TrimPrefix(t.b.tabBase(t.node), "http")+"/ws", opts)
 	if err != nil {
 		return err
 	}
@@ -211,7 +212,7 @@ func (b *bench) connectTabs(ctx context.Context, n, users int, latency func(time
 	var wg sync.WaitGroup
 	var firstErr atomic.Value
 	for i := range tabs {
-		tabs[i] = &tab{b: b, user: userID(i % users), latency: latency}
+		tabs[i] = &tab{b: b, node: i, user: userID(i % users), latency: latency}
 		wg.Add(1)
 		sem <- struct{}{}
 		go func(t *tab) {

@@ -39,6 +39,8 @@ type benchConfig struct {
 	stuck         int
 	hold          time.Duration
 	dbSync        string
+	databaseURL   string
+	nodes         int
 }
 
 func main() {
@@ -70,6 +72,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&c.stuck, "m", 100, "tabs that stop reading (slow)")
 	fs.DurationVar(&c.hold, "hold", time.Minute, "how long idle tabs are held (idle)")
 	fs.StringVar(&c.dbSync, "db-sync", "normal", "ONAIR_DB_SYNC for a server started with --server")
+	fs.StringVar(&c.databaseURL, "database-url", "", "PostgreSQL (an empty database or schema) for servers started with --server, instead of SQLite")
+	fs.IntVar(&c.nodes, "nodes", 1, "onair nodes to start with --server (more than one needs --database-url): webhooks go round-robin, tabs are spread")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: onair-bench [flags] ingest|push|idle|storm|slow|soak")
 		fs.PrintDefaults()
@@ -85,6 +89,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return errors.New("name one scenario")
 	}
 	c.scenario = fs.Arg(0)
+	if c.nodes < 1 || (c.nodes > 1 && (c.databaseURL == "" || c.server == "")) {
+		return errors.New("--nodes above 1 needs --server and --database-url")
+	}
+	if c.nodes > 1 && c.scenario == "storm" {
+		return errors.New("storm restarts one node: run it with --nodes 1")
+	}
 	if c.users <= 0 || c.users > c.tabs {
 		c.users = c.tabs
 	}

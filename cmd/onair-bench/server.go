@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -25,6 +26,10 @@ type bench struct {
 	cmd    *exec.Cmd
 	addr   string
 	client *http.Client
+	// others are the nodes after the first (--nodes), at bases[1:].
+	others []*exec.Cmd
+	bases  []string
+	rr     atomic.Uint64 // round-robin over the nodes for webhooks
 }
 
 func newBench(ctx context.Context, c benchConfig, log io.Writer) (*bench, error) {
@@ -49,13 +54,58 @@ func newBench(ctx context.Context, c benchConfig, log io.Writer) (*bench, error)
 		os.RemoveAll(dir)
 		return nil, err
 	}
+	b.bases = []string{b.base}
+	for range c.nodes - 1 {
+		cmd, addr, err := b.launch(ctx, "127.0.0.1:0")
+		if err != nil {
+			b.close()
+			return nil, err
+		}
+		b.others = append(b.others, cmd)
+		b.bases = append(b.bases, "http://"+addr)
+	}
 	return b, nil
 }
 
-// start runs the server on addr and waits until it is ready.
+// webhookBase is where the next webhook goes: round-robin over the nodes.
+func (b *bench) webhookBase() string {
+	if len(b.bases) < 2 {
+		return b.base
+	}
+	return b.bases[b.rr.Add(1)%uint64(len(b.bases))]
+}
+
+// tabBase is the node the i-th tab connects to.
+func (b *bench) tabBase(i int) string {
+	if len(b.bases) < 2 || i%len(b.bases) == 0 {
+		return b.base // the first node's address can change on restart
+	}
+	return b.bases[i%len(b.bases)]
+}
+
+// start runs the (first) server on addr and waits until it is ready.
 func (b *bench) start(ctx context.Context, addr string) error {
-	cmd := exec.Command(b.cfg.server, "serve", "--addr", addr, "--db", filepath.Join(b.dir, "onair.db"),
-		"--shutdown-drain", "0s", "--max-tabs-per-user", strconv.Itoa(max(32, b.cfg.tabs/b.cfg.users+1)))
+	cmd, bound, err := b.launch(ctx, addr)
+	if err != nil {
+		return err
+	}
+	b.cmd, b.addr = cmd, bound
+	// A restart listens on the same address while the storm's tabs read
+	// b.base to reconnect: write it only when it changes.
+	if base := "http://" + b.addr; b.base != base {
+		b.base = base
+	}
+	return nil
+}
+
+// launch runs a server on addr and returns it once it listens.
+func (b *bench) launch(ctx context.Context, addr string) (*exec.Cmd, string, error) {
+	db := []string{"--db", filepath.Join(b.dir, "onair.db")}
+	if b.cfg.databaseURL != "" {
+		db = []string{"--database-url", b.cfg.databaseURL}
+	}
+	cmd := exec.Command(b.cfg.server, append([]string{"serve", "--addr", addr,
+		"--shutdown-drain", "0s", "--max-tabs-per-user", strconv.Itoa(max(32, b.cfg.tabs/b.cfg.users+1))}, db...)...)
 	cmd.Env = append(os.Environ(),
 		"ZOOM_WEBHOOK_SECRET_TOKEN="+b.cfg.webhookSecret,
 		"ONAIR_TOKEN_SECRET="+b.cfg.tokenSecret,
@@ -63,12 +113,11 @@ func (b *bench) start(ctx context.Context, addr string) error {
 	)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", b.cfg.server, err)
+		return nil, "", fmt.Errorf("start %s: %w", b.cfg.server, err)
 	}
-	b.cmd = cmd
 	listening := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
@@ -85,19 +134,14 @@ func (b *bench) start(ctx context.Context, addr string) error {
 		}
 	}()
 	select {
-	case b.addr = <-listening:
-		// A restart listens on the same address while the storm's tabs
-		// read b.base to reconnect: write it only when it changes.
-		if base := "http://" + b.addr; b.base != base {
-			b.base = base
-		}
-		return nil
+	case bound := <-listening:
+		return cmd, bound, nil
 	case <-time.After(15 * time.Second):
 		cmd.Process.Kill()
-		return fmt.Errorf("onair did not start listening")
+		return nil, "", fmt.Errorf("onair did not start listening")
 	case <-ctx.Done():
 		cmd.Process.Kill()
-		return ctx.Err()
+		return nil, "", ctx.Err()
 	}
 }
 
@@ -113,14 +157,17 @@ func (b *bench) restart(ctx context.Context) error {
 }
 
 func (b *bench) close() {
-	if b.cmd != nil {
-		b.cmd.Process.Signal(syscall.SIGTERM)
+	for _, cmd := range append([]*exec.Cmd{b.cmd}, b.others...) {
+		if cmd == nil {
+			continue
+		}
+		cmd.Process.Signal(syscall.SIGTERM)
 		done := make(chan struct{})
-		go func() { b.cmd.Wait(); close(done) }()
+		go func() { cmd.Wait(); close(done) }()
 		select {
 		case <-done:
 		case <-time.After(20 * time.Second):
-			b.cmd.Process.Kill()
+			cmd.Process.Kill()
 		}
 	}
 	if b.dir != "" {
@@ -128,19 +175,31 @@ func (b *bench) close() {
 	}
 }
 
-func (b *bench) serverPID() int {
-	if b.cmd != nil {
-		return b.cmd.Process.Pid
+// serverPIDs are the servers' processes: all the nodes started, or --pid.
+func (b *bench) serverPIDs() []int {
+	if b.cmd == nil {
+		if b.cfg.pid == 0 {
+			return nil
+		}
+		return []int{b.cfg.pid}
 	}
-	return b.cfg.pid
+	pids := []int{b.cmd.Process.Pid}
+	for _, c := range b.others {
+		pids = append(pids, c.Process.Pid)
+	}
+	return pids
 }
 
-// rss returns the server's resident set in bytes (0 when unknown).
+// rss returns the servers' resident set in bytes (0 when unknown).
 func (b *bench) rss() int64 {
-	pid := b.serverPID()
-	if pid == 0 {
-		return 0
+	var sum int64
+	for _, pid := range b.serverPIDs() {
+		sum += rssOf(pid)
 	}
+	return sum
+}
+
+func rssOf(pid int) int64 {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
@@ -154,12 +213,16 @@ func (b *bench) rss() int64 {
 	return 0
 }
 
-// cpu returns the server's user+system CPU time so far.
+// cpu returns the servers' user+system CPU time so far.
 func (b *bench) cpu() time.Duration {
-	pid := b.serverPID()
-	if pid == 0 {
-		return 0
+	var sum time.Duration
+	for _, pid := range b.serverPIDs() {
+		sum += cpuOf(pid)
 	}
+	return sum
+}
+
+func cpuOf(pid int) time.Duration {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0

@@ -55,15 +55,19 @@ func runSoak(ctx context.Context, b *bench) (*report, error) {
 	return r, nil
 }
 
-// openFiles counts the server's open file descriptors (-1 when unknown).
+// openFiles counts the servers' open file descriptors (-1 when unknown).
 func (b *bench) openFiles() int {
-	pid := b.serverPID()
-	if pid == 0 {
+	pids := b.serverPIDs()
+	if len(pids) == 0 {
 		return -1
 	}
-	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	if err != nil {
-		return -1
+	n := 0
+	for _, pid := range pids {
+		entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		if err != nil {
+			return -1
+		}
+		n += len(entries)
 	}
-	return len(entries)
+	return n
 }

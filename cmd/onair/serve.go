@@ -181,7 +181,7 @@ func runServe(ctx context.Context, o *options, args []string, stdout, stderr io.
 		metricsAddr = metricsLn.Addr().String() // the bound address, so :0 can be found
 	}
 	log.Info("onair listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL,
-		"metrics_addr", metricsAddr, "db", cfg.DB, "dev", cfg.Dev)
+		"metrics_addr", metricsAddr, "db", databaseName(cfg), "dev", cfg.Dev)
 
 	select {
 	case <-ctx.Done():
@@ -251,6 +251,23 @@ func devSecrets(ctx context.Context, st *store.Store, cfg *config, stdout io.Wri
 		}
 	}
 	return nil
+}
+
+// databaseName says where the state is, for the logs: the SQLite file, or
+// the PostgreSQL URL without its password and parameters.
+func databaseName(cfg *config) string {
+	if cfg.DatabaseURL == "" {
+		return cfg.DB
+	}
+	u, err := url.Parse(cfg.DatabaseURL)
+	if err != nil {
+		return "postgres"
+	}
+	name := u.Scheme + "://"
+	if u.User != nil {
+		name += u.User.Username() + "@"
+	}
+	return name + u.Host + u.Path
 }
 
 // sweepLoop applies retention at start and then hourly; one node at a
