@@ -16,6 +16,9 @@ type Committed struct {
 	Deauthorized []string // users whose open sockets must be closed
 	Logouts      []Logout // sessions that ended: their sockets must be closed
 	Outbox       bool     // something entered the bot outbox
+	// Local says this process committed it (on PostgreSQL, OnCommit also
+	// hears the other nodes): count what happened once, where it happened.
+	Local bool
 }
 
 // Logout is a user's session (by SessionKey) that ended; an empty Session
@@ -239,7 +242,7 @@ var errIsolate = errors.New("a write of the batch failed")
 // fails and isolate is set, apply rolls back and returns errIsolate.
 func (w *writer) apply(ops []*op, isolate bool) ([]error, error) {
 	ctx := context.Background() // one caller's deadline must not abort the others' writes
-	sqlTx, err := w.s.db.BeginTx(ctx, nil)
+	sqlTx, err := w.s.db.BeginTx(ctx, w.s.eng.writeTx())
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
 	}

@@ -23,6 +23,8 @@ type engine interface {
 	// skipLocked ends a SELECT of rows to claim: rows another transaction
 	// holds are passed over, not waited for.
 	skipLocked() string
+	// writeTx is how a write transaction begins.
+	writeTx() *sql.TxOptions
 	// readTx is how a read that must see one snapshot begins.
 	readTx() *sql.TxOptions
 	// begin runs first in every write transaction.

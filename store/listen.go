@@ -29,6 +29,7 @@ type listener struct {
 	waiting uint64
 	heard   chan struct{}
 	up      atomic.Bool
+	probe   chan struct{} // a write's notice was not heard in time: check the connection now
 	err     atomic.Pointer[error] // why it is down
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -63,7 +64,7 @@ type noticeEntry struct {
 const maxNotice = 7000
 
 func startListener(ctx context.Context, e *pgEngine) (*listener, error) {
-	l := &listener{e: e, node: randomHex(8), done: make(chan struct{})}
+	l := &listener{e: e, node: randomHex(8), done: make(chan struct{}), probe: make(chan struct{}, 1)}
 	conn, err := l.connect(ctx)
 	if err != nil {
 		return nil, err
@@ -76,7 +77,11 @@ func startListener(ctx context.Context, e *pgEngine) (*listener, error) {
 }
 
 func (l *listener) connect(ctx context.Context) (*pgx.Conn, error) {
-	conn, err := pgx.Connect(ctx, l.e.url)
+	cfg, err := pgConfig(l.e.url)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
@@ -110,7 +115,7 @@ func (l *listener) run(ctx context.Context, conn *pgx.Conn) {
 		}
 		c, err := l.connect(ctx)
 		if err != nil {
-			l.down(err)
+			l.err.Store(&err)
 			backoff = min(backoff*2, 2*time.Second)
 			continue
 		}
@@ -122,11 +127,15 @@ func (l *listener) run(ctx context.Context, conn *pgx.Conn) {
 	}
 }
 
+// down marks the listener deaf. Its tabs would now miss commits (this
+// node's own included, logouts too): they are dropped at once (OnMissed),
+// and /ws refuses new ones until it hears again (Listening).
 func (l *listener) down(err error) {
+	l.err.Store(&err)
 	if l.up.Swap(false) {
 		slog.Warn("lost the connection that hears the other nodes' commits", "err", err)
+		l.e.s.opts.OnMissed()
 	}
-	l.err.Store(&err)
 	l.release()
 }
 
@@ -134,15 +143,36 @@ func (l *listener) down(err error) {
 // that is silent for pollListen is asked a question, so one that died
 // quietly is noticed.
 func (l *listener) hear(ctx context.Context, conn *pgx.Conn) error {
+	// A write whose notice is late (await) asks for the check at once.
+	var waiting atomic.Pointer[context.CancelFunc]
+	heard := make(chan struct{})
+	defer close(heard)
+	go func() {
+		for {
+			select {
+			case <-heard:
+				return
+			case <-l.probe:
+				if cancel := waiting.Load(); cancel != nil {
+					(*cancel)()
+				}
+			}
+		}
+	}()
 	for {
 		wait, cancel := context.WithTimeout(ctx, pollListen)
+		waiting.Store(&cancel)
 		n, err := conn.WaitForNotification(wait)
+		waiting.Store(nil)
 		cancel()
+		if errors.Is(err, context.Canceled) && ctx.Err() == nil {
+			err = context.DeadlineExceeded // probed early: same as a quiet spell
+		}
 		if err != nil {
 			if ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
 				return err
 			}
-			ping, cancel := context.WithTimeout(ctx, 5*time.Second)
+			ping, cancel := context.WithTimeout(ctx, 3*time.Second)
 			_, err = conn.Exec(ping, "SELECT 1")
 			cancel()
 			if err != nil {
@@ -152,13 +182,13 @@ func (l *listener) hear(ctx context.Context, conn *pgx.Conn) error {
 		}
 		var nt notice
 		if err := json.Unmarshal([]byte(n.Payload), &nt); err != nil {
-			slog.Error("unreadable notification", "err", err)
-			continue
+			return fmt.Errorf("unreadable notification: %w", err) // missed: repaired like a lost connection
 		}
 		c, err := l.committed(ctx, nt)
 		if err != nil {
 			return err // the entry was not read: treat as missed
 		}
+		c.Local = nt.Node == l.node
 		l.e.s.opts.OnCommit(c)
 		l.e.s.opts.OnNotified(time.Since(time.UnixMicro(nt.At)))
 		if nt.Node == l.node && nt.Last {
@@ -182,7 +212,9 @@ func (l *listener) committed(ctx context.Context, nt notice) (Committed, error) 
 				return Committed{}, err
 			}
 			if len(read) != 1 {
-				continue // gone already (the user was deauthorized since)
+				// Gone already (swept, or the user's log started over): the
+				// tabs must not see a hole, so the node repairs.
+				return Committed{}, fmt.Errorf("entry %d of a user's log is gone before it was heard", ne.Seq)
 			}
 			e.Data = read[0].Data
 		}
@@ -286,6 +318,10 @@ func (l *listener) await(heard <-chan struct{}) {
 	select {
 	case <-heard:
 	case <-t.C:
+		select {
+		case l.probe <- struct{}{}:
+		default:
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"net"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -29,7 +30,7 @@ type pgEngine struct {
 	schema string
 	// channel is the NOTIFY channel, one per schema, so that separate
 	// deployments (or tests) sharing a database do not hear each other.
-	channel   string
+	channel   string // at most 63 bytes, PostgreSQL's identifier limit
 	writeLock int64   // the advisory lock key of write transactions
 	locks     *sql.DB // connections that hold Once's session locks
 	l         *listener
@@ -55,6 +56,9 @@ func openPostgres(ctx context.Context, s *Store) (err error) {
 		return fmt.Errorf("open database: %w", err)
 	}
 	e.channel = "onair." + e.schema
+	if len(e.channel) > 63 {
+		e.channel = fmt.Sprintf("onair.%x", e.lockKey("channel"))
+	}
 	e.writeLock = e.lockKey("write")
 	if e.locks, err = openPostgresPool(e.url); err != nil {
 		return err
@@ -84,18 +88,43 @@ func openPostgres(ctx context.Context, s *Store) (err error) {
 	return nil
 }
 
-// openPostgresPool opens a pool on the database at url. A statement
-// waiting for a lock gives up after lock_timeout: a webhook must be
-// answered within 2 s.
+// openPostgresPool opens a pool on the database at url.
 func openPostgresPool(url string) (*sql.DB, error) {
+	cfg, err := pgConfig(url)
+	if err != nil {
+		return nil, err
+	}
+	return stdlib.OpenDB(*cfg), nil
+}
+
+// pgConfig is every connection's configuration, with defaults the URL may
+// override: a statement waiting for a lock gives up after lock_timeout (a
+// webhook must be answered within 2 s); a node whose host died holding the
+// write lock in a transaction loses it after
+// idle_in_transaction_session_timeout, and its session locks (Once) once
+// the server's keepalives find it gone; this side notices a dead server
+// by keepalives too.
+func pgConfig(url string) (*pgx.ConnConfig, error) {
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("database url: %w", err)
 	}
-	if _, set := cfg.RuntimeParams["lock_timeout"]; !set {
-		cfg.RuntimeParams["lock_timeout"] = "1500ms"
+	for k, v := range map[string]string{
+		"lock_timeout":                        "1500ms",
+		"idle_in_transaction_session_timeout": "10s",
+		"tcp_keepalives_idle":                 "10",
+		"tcp_keepalives_interval":             "5",
+		"tcp_keepalives_count":                "3",
+	} {
+		if _, set := cfg.RuntimeParams[k]; !set {
+			cfg.RuntimeParams[k] = v
+		}
 	}
-	return stdlib.OpenDB(*cfg), nil
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = 5 * time.Second
+	}
+	cfg.DialFunc = (&net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 10 * time.Second}).DialContext
+	return cfg, nil
 }
 
 // lockKey is the advisory lock key of a named piece of work in this
@@ -144,6 +173,12 @@ func (e *pgEngine) args(args []any) []any {
 
 func (e *pgEngine) skipLocked() string { return " FOR UPDATE SKIP LOCKED" }
 
+// writeTx: the write lock serializes writers only if each statement sees
+// what the previous holder committed, whatever the database's default.
+func (e *pgEngine) writeTx() *sql.TxOptions {
+	return &sql.TxOptions{Isolation: sql.LevelReadCommitted}
+}
+
 // readTx: each statement of a READ COMMITTED transaction sees its own
 // snapshot; a welcome must see one.
 func (e *pgEngine) readTx() *sql.TxOptions {
@@ -183,6 +218,20 @@ func (e *pgEngine) commit(tx *Tx) error {
 }
 
 func (e *pgEngine) idle() {}
+
+// ping asks whether the database takes writes (a primary, not a standby)
+// without a write: a write would take the cluster-wide write lock for
+// every readiness probe of every node.
+func (e *pgEngine) ping(ctx context.Context) error {
+	var standby bool
+	if err := e.s.read.QueryRowContext(ctx, `SELECT pg_is_in_recovery()`).Scan(&standby); err != nil {
+		return err
+	}
+	if standby {
+		return errors.New("the database is a standby: it takes no writes")
+	}
+	return nil
+}
 
 // once holds a session advisory lock for the length of fn: a node that
 // dies mid-work loses its connection, and with it the lock.
@@ -226,4 +275,4 @@ func isUndefinedTable(err error) bool {
 
 // pollListen bounds how long the listener waits for a notification before
 // it checks that its connection is still alive.
-var pollListen = 10 * time.Second
+var pollListen = 5 * time.Second

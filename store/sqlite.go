@@ -111,6 +111,8 @@ func (e *sqliteEngine) args(args []any) []any      { return args }
 // skipLocked: one writer at a time, so nothing is ever held.
 func (e *sqliteEngine) skipLocked() string { return "" }
 
+func (e *sqliteEngine) writeTx() *sql.TxOptions { return nil }
+
 // readTx: a SQLite read transaction sees one snapshot from its first read.
 func (e *sqliteEngine) readTx() *sql.TxOptions { return nil }
 
@@ -121,6 +123,7 @@ func (e *sqliteEngine) commit(tx *Tx) error {
 	if err := tx.tx.Commit(); err != nil {
 		return err
 	}
+	tx.out.Local = true
 	e.s.opts.OnCommit(tx.out)
 	return nil
 }

@@ -18,7 +18,7 @@ func Publish(h *hub.Hub, m *Metrics) func(store.Committed) {
 	return func(c store.Committed) {
 		for _, e := range c.Entries {
 			h.Publish(e.User, hub.Message{Seq: e.Seq, Type: e.Type, Frame: encodeEntry(e), Received: e.Received})
-			if m != nil && e.Type == store.TypeBotUpdated {
+			if m != nil && c.Local && e.Type == store.TypeBotUpdated {
 				var b struct{ State string }
 				if json.Unmarshal(e.Data, &b) == nil && b.State == store.BotCancelled {
 					m.BotRequests.WithLabelValues("cancelled").Inc()

@@ -43,6 +43,13 @@ type testEnv struct {
 // newEnv starts a server; opts adjust the web config and hub options before start.
 func newEnv(t testing.TB, opts ...func(*Config, *hub.Options)) *testEnv {
 	t.Helper()
+	return newEnvOn(t, "", opts...)
+}
+
+// newEnvOn is newEnv with its store on the PostgreSQL database at
+// databaseURL ("" for SQLite): several envs on one database are nodes.
+func newEnvOn(t testing.TB, databaseURL string, opts ...func(*Config, *hub.Options)) *testEnv {
+	t.Helper()
 	e := &testEnv{t: t, secret: []byte("webhook-secret"), tokKey: []byte("token-secret"), origin: "http://app.example"}
 	e.dbPath = filepath.Join(t.TempDir(), "onair.db")
 	// The listener comes first: its address is the public URL (OAuth redirects).
@@ -64,7 +71,7 @@ func newEnv(t testing.TB, opts ...func(*Config, *hub.Options)) *testEnv {
 		n, _ := e.store.CountLive(context.Background())
 		return float64(n)
 	})
-	st, err := store.Open(context.Background(), store.Options{Path: e.dbPath, OnCommit: Publish(e.hub, m),
+	st, err := store.Open(context.Background(), store.Options{Path: e.dbPath, DatabaseURL: databaseURL, OnCommit: Publish(e.hub, m),
 		SecretKey: bytes.Repeat([]byte{7}, 32), Now: cfg.Now})
 	if err != nil {
 		t.Fatalf("open store: %v", err)

@@ -15,6 +15,7 @@ import (
 
 	"onair/hub"
 	"onair/internal/fakezoom"
+	"onair/internal/testpg"
 	"onair/store"
 	"onair/zoom"
 )
@@ -227,6 +228,46 @@ func TestZoomTokenRefreshIsSingleFlightAndRotates(t *testing.T) {
 			t.Fatalf("round %d: saved token %+v", round, saved)
 		}
 		first = saved
+	}
+}
+
+// Two nodes refreshing one user's expired grant at once: Zoom kills a
+// refresh token when it hands out the next, so a second refresh with the
+// old one would fail and sign the user out. One refresh per expiry, across
+// the nodes.
+func TestZoomTokenRefreshIsOnceAcrossNodes(t *testing.T) {
+	url := testpg.URL(t)
+	fz := fakezoom.New(t)
+	fz.AddUser(fakezoom.User{ID: "zu-1"})
+	clock := &fakeClock{now: time.Now()}
+	withZoom := func(c *Config, _ *hub.Options) {
+		c.Now = clock.Now
+		c.Zoom = &zoom.Client{ClientID: fz.ClientID, ClientSecret: fz.ClientSecret, OAuthURL: fz.OAuthURL(), APIURL: fz.APIURL(), Now: c.Now}
+	}
+	a, b := newEnvOn(t, url, withZoom), newEnvOn(t, url, withZoom)
+	a.zoomSignIn(t)
+	for round := 1; round <= 2; round++ {
+		clock.Add(2 * time.Hour)
+		fz.Advance(2 * time.Hour)
+		var wg sync.WaitGroup
+		got := make([]string, 20)
+		errs := make([]error, 20)
+		for i := range got {
+			node := a
+			if i%2 == 1 {
+				node = b
+			}
+			wg.Go(func() { got[i], errs[i] = node.srv.ZoomAccess(context.Background(), "zu-1") })
+		}
+		wg.Wait()
+		for i := range got {
+			if errs[i] != nil || got[i] != got[0] {
+				t.Fatalf("round %d caller %d: %q, %v (all %q)", round, i, got[i], errs[i], got)
+			}
+		}
+		if n := fz.TokenCalls("refresh_token"); n != round {
+			t.Fatalf("round %d: %d refreshes, want one per expiry across the nodes", round, n)
+		}
 	}
 }
 

@@ -27,6 +27,7 @@ type Store interface {
 	LiveMeetings(ctx context.Context, user string) ([]store.Meeting, error)
 	Ping(ctx context.Context) error
 	Listening() error
+	Once(ctx context.Context, name string, fn func(context.Context) error) (bool, error)
 
 	SessionKey(id string) string
 	Session(ctx context.Context, id string) (store.Session, error)

@@ -66,6 +66,12 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "forbidden_origin", "origin not allowed")
 		return
 	}
+	// A node that does not hear the other nodes' commits would leave the
+	// tab silent: 503 before the upgrade, so a proxy tries another node.
+	if err := s.store.Listening(); err != nil {
+		writeError(w, http.StatusServiceUnavailable, "cluster", "this node is not hearing the other nodes; try again")
+		return
+	}
 	// The session is read (and renewed: the cookie goes out with the 101)
 	// before the request is handed over.
 	var sess *session

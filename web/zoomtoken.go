@@ -73,7 +73,34 @@ func (s *Server) ZoomAccess(ctx context.Context, user string) (string, error) {
 	return r.token, r.err
 }
 
+// refreshZoomToken refreshes the user's grant, one refresh at a time
+// across the nodes sharing the database: Zoom kills the old refresh token
+// when it hands out the next, so a second refresh with it would fail with
+// invalid_grant and sign the user out. A node that finds another's refresh
+// running waits for it and reads what it saved.
 func (s *Server) refreshZoomToken(ctx context.Context, user string) (string, error) {
+	for wait := 0; ; wait++ {
+		var token string
+		ran, err := s.store.Once(ctx, "zoom-refresh\x00"+user, func(ctx context.Context) error {
+			var err error
+			token, err = s.refreshOnce(ctx, user)
+			return err
+		})
+		if ran || err != nil {
+			return token, err
+		}
+		if wait == 100 {
+			return "", errors.New("another node's refresh of the Zoom grant did not finish within 10 s")
+		}
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+}
+
+func (s *Server) refreshOnce(ctx context.Context, user string) (string, error) {
 	// Read again: a refresh that just finished has saved a new grant.
 	t, err := s.store.ZoomToken(ctx, user)
 	if err != nil {

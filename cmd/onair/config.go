@@ -138,7 +138,8 @@ func (so *serveOptions) validate(o *options) (*config, error) {
 			return nil, usageErrorf("%s and %s are both set: choose SQLite or PostgreSQL", so.db.name(), so.databaseURL.name())
 		}
 		u, err := url.Parse(so.databaseURL.str())
-		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
+		// The host may be in the query instead (a Unix socket: ?host=/run/postgresql).
+		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || (u.Host == "" && u.Query().Get("host") == "") {
 			return nil, usageErrorf("%s must be a postgres://host/database URL", so.databaseURL.name())
 		}
 		c.DatabaseURL = so.databaseURL.str()

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -78,11 +79,13 @@ func runServe(ctx context.Context, o *options, args []string, stdout, stderr io.
 		return float64(n)
 	})
 	publish := web.Publish(h, metrics)
-	var disp *dispatch.Dispatcher // set before anything can enter the outbox
+	// The dispatcher is made once the server exists; the store's listener
+	// (PostgreSQL) may hear another node's commit before that.
+	var disp atomic.Pointer[dispatch.Dispatcher]
 	onCommit := func(c store.Committed) {
 		publish(c)
-		if c.Outbox && disp != nil {
-			disp.Wake()
+		if d := disp.Load(); c.Outbox && d != nil {
+			d.Wake()
 		}
 	}
 	st, err = store.Open(startCtx, store.Options{Path: cfg.DB, Sync: store.Sync(cfg.DBSync), OnCommit: onCommit,
@@ -91,8 +94,8 @@ func runServe(ctx context.Context, o *options, args []string, stdout, stderr io.
 			// Other nodes' commits may have gone unheard: every tab resumes from the log.
 			metrics.Resyncs.Inc()
 			h.DropAll(hub.ReasonResync)
-			if disp != nil {
-				disp.Wake()
+			if d := disp.Load(); d != nil {
+				d.Wake()
 			}
 		},
 		OnNotified: func(lag time.Duration) { metrics.NotifyLag.Observe(lag.Seconds()) },
@@ -152,11 +155,12 @@ func runServe(ctx context.Context, o *options, args []string, stdout, stderr io.
 	go func() { defer close(reconciled); rec.Run(runCtx) }()
 	dispatched := make(chan struct{})
 	if cfg.BotWebhookURL != "" {
-		disp = dispatch.New(dispatch.Config{
+		d := dispatch.New(dispatch.Config{
 			URL: cfg.BotWebhookURL, Secrets: cfg.BotWebhookSecrets, Zoom: wcfg.Zoom, Tokens: srv,
 			Outcomes: metrics.BotRequests, Latency: metrics.BotLatency, Logger: log,
 		}, st)
-		go func() { defer close(dispatched); disp.Run(runCtx) }()
+		disp.Store(d)
+		go func() { defer close(dispatched); d.Run(runCtx) }()
 	} else {
 		close(dispatched)
 	}
