@@ -29,7 +29,7 @@ type listener struct {
 	waiting uint64
 	heard   chan struct{}
 	up      atomic.Bool
-	probe   chan struct{} // a write's notice was not heard in time: check the connection now
+	probe   chan struct{}         // a write's notice was not heard in time: check the connection now
 	err     atomic.Pointer[error] // why it is down
 	cancel  context.CancelFunc
 	done    chan struct{}

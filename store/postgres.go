@@ -30,7 +30,7 @@ type pgEngine struct {
 	schema string
 	// channel is the NOTIFY channel, one per schema, so that separate
 	// deployments (or tests) sharing a database do not hear each other.
-	channel   string // at most 63 bytes, PostgreSQL's identifier limit
+	channel   string  // at most 63 bytes, PostgreSQL's identifier limit
 	writeLock int64   // the advisory lock key of write transactions
 	locks     *sql.DB // connections that hold Once's session locks
 	l         *listener
