@@ -52,9 +52,14 @@ func openPostgres(ctx context.Context, s *Store) (err error) {
 	}()
 	s.db.SetMaxOpenConns(1)
 	s.db.SetMaxIdleConns(1)
-	if err := s.db.QueryRowContext(ctx, `SELECT current_schema()`).Scan(&e.schema); err != nil {
+	var schema sql.NullString
+	if err := s.db.QueryRowContext(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
 		return fmt.Errorf("open database: %w", err)
 	}
+	if !schema.Valid {
+		return errors.New("open database: no schema of the search_path exists: create it first")
+	}
+	e.schema = schema.String
 	e.channel = "onair." + e.schema
 	if len(e.channel) > 63 {
 		e.channel = fmt.Sprintf("onair.%x", e.lockKey("channel"))
@@ -63,6 +68,10 @@ func openPostgres(ctx context.Context, s *Store) (err error) {
 	if e.locks, err = openPostgresPool(e.url); err != nil {
 		return err
 	}
+	// Once holds a connection for as long as its work runs (a reconcile
+	// pass, a Zoom grant refresh): bounded, so a burst of them waits here
+	// rather than taking the shared database's connections.
+	e.locks.SetMaxOpenConns(8)
 	e.locks.SetMaxIdleConns(1)
 	if err := e.migrate(ctx); err != nil {
 		return err
