@@ -123,7 +123,7 @@ func (l *listener) run(ctx context.Context, conn *pgx.Conn) {
 		l.err.Store(nil)
 		l.up.Store(true)
 		slog.Info("listening to the other nodes again; repairing what was pushed meanwhile")
-		l.e.s.opts.OnMissed()
+		l.e.s.opts.OnMissed(false)
 	}
 }
 
@@ -134,7 +134,7 @@ func (l *listener) down(err error) {
 	l.err.Store(&err)
 	if l.up.Swap(false) {
 		slog.Warn("lost the connection that hears the other nodes' commits", "err", err)
-		l.e.s.opts.OnMissed()
+		l.e.s.opts.OnMissed(true)
 	}
 	l.release()
 }

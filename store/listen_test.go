@@ -107,7 +107,7 @@ func TestListenerLost(t *testing.T) {
 	var missed atomic.Int32
 	var rec recorder
 	st, err := store.Open(context.Background(), store.Options{DatabaseURL: url, OnCommit: rec.OnCommit,
-		OnMissed: func() { missed.Add(1) }})
+		OnMissed: func(bool) { missed.Add(1) }})
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}

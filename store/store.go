@@ -59,10 +59,11 @@ type Options struct {
 	// of a cluster; Path and Sync are then unused. OnCommit then hears
 	// every node's commits, in commit order.
 	DatabaseURL string
-	// OnMissed (PostgreSQL) says this node may have missed other nodes'
-	// commits: its connection for hearing them was lost and is back.
-	// Whatever was pushed since must be repaired from the log.
-	OnMissed func()
+	// OnMissed (PostgreSQL) says this node may have missed commits: its
+	// connection for hearing them was lost (lost), or is back after that
+	// (!lost). Either way, whatever was pushed since must be repaired from
+	// the log.
+	OnMissed func(lost bool)
 	// OnNotified (PostgreSQL) receives how long each commit took to be
 	// heard, from its commit to its OnCommit here.
 	OnNotified func(lag time.Duration)
@@ -109,7 +110,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		opts.OnCommit = func(Committed) {}
 	}
 	if opts.OnMissed == nil {
-		opts.OnMissed = func() {}
+		opts.OnMissed = func(bool) {}
 	}
 	if opts.OnNotified == nil {
 		opts.OnNotified = func(time.Duration) {}

@@ -393,11 +393,9 @@ func dialTab(origin, addr, first string) (*wsTab, error) {
 	return &wsTab{conn: conn}, nil
 }
 
-// next reads one frame.
-func (w *wsTab) next(timeout time.Duration) (frame, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	typ, b, err := w.conn.Read(ctx)
+// readFrame reads one text frame as JSON.
+func readFrame(ctx context.Context, conn *websocket.Conn) (frame, error) {
+	typ, b, err := conn.Read(ctx)
 	if err != nil {
 		return frame{}, err
 	}
@@ -409,6 +407,13 @@ func (w *wsTab) next(timeout time.Duration) (frame, error) {
 		return frame{}, fmt.Errorf("frame %s: %w", b, err)
 	}
 	return f, nil
+}
+
+// next reads one frame.
+func (w *wsTab) next(timeout time.Duration) (frame, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return readFrame(ctx, w.conn)
 }
 
 // mustNext reads one frame of the wanted type.

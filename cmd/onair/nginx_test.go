@@ -122,7 +122,7 @@ func TestNginx(t *testing.T) {
 			}
 		}
 		for i, n := range nodes {
-			if got := metricValue(t, n, "onair_ws_connections"); got != 1 {
+			if got := metric(t, n, "onair_ws_connections"); got != 1 {
 				t.Errorf("node %d holds %v sockets, want 1: nginx should spread two tabs over two nodes", i+1, got)
 			}
 		}
@@ -250,7 +250,7 @@ func TestNginx(t *testing.T) {
 			}
 		}
 		for i, n := range nodes {
-			if got := metricValue(t, n, `onair_ws_disconnects_total{reason="ping_timeout"}`); got != 0 {
+			if got := metric(t, n, `onair_ws_disconnects_total{reason="ping_timeout"}`); got != 0 {
 				t.Errorf("node %d closed %v sockets for a missing pong, want 0", i+1, got)
 			}
 		}
@@ -273,7 +273,7 @@ func TestNginx(t *testing.T) {
 			w := tab.mustNext(t, "welcome")
 			tabs, pos = append(tabs, tab), append(pos, position{w.Epoch, w.Seq})
 		}
-		if got := metricValue(t, nodes[0], "onair_ws_connections"); got < 1 {
+		if got := metric(t, nodes[0], "onair_ws_connections"); got < 1 {
 			t.Fatalf("node 1 holds %v sockets before its restart, want at least 1 of the 4 tabs", got)
 		}
 
@@ -311,7 +311,7 @@ func TestNginx(t *testing.T) {
 			t.Fatalf("node 1 again: %v", err)
 		}
 		nodes[0] = restarted
-		waitReadyz(t, restarted, 30*time.Second)
+		waitReady(t, restarted, 30*time.Second)
 		time.Sleep(300 * time.Millisecond)
 		close(stop)
 		<-done
@@ -419,27 +419,6 @@ func TestNginx(t *testing.T) {
 		}
 		t.Logf("%d webhooks answered 200 across the kill, each one frame", len(ok))
 	})
-}
-
-// waitReadyz polls a node's /readyz (directly, not through nginx) until
-// it answers 200, as a deploy script does before it stops the next node.
-func waitReadyz(t *testing.T, n *onairProc, timeout time.Duration) {
-	t.Helper()
-	client := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(timeout)
-	for {
-		resp, err := client.Get(n.url("/readyz"))
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/readyz of %s not 200 within %v (%v)", n.Addr, timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // nginxProc is a running nginx in front of the nodes.
@@ -691,27 +670,6 @@ func paddedWebhook(t *testing.T, size int, uuid, host string) []byte {
 		t.Fatalf("padded body: %d bytes, want %d", len(body), size)
 	}
 	return []byte(body)
-}
-
-// metricValue reads one sample from a node's /metrics (on its own address,
-// not through nginx).
-func metricValue(t *testing.T, n *onairProc, series string) float64 {
-	t.Helper()
-	code, body := httpGet(t, n.url("/metrics"))
-	if code != http.StatusOK {
-		t.Fatalf("/metrics of %s: %d", n.Addr, code)
-	}
-	for _, line := range strings.Split(body, "\n") {
-		if rest, ok := strings.CutPrefix(line, series+" "); ok {
-			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
-			if err != nil {
-				t.Fatalf("/metrics of %s: %q", n.Addr, line)
-			}
-			return v
-		}
-	}
-	t.Fatalf("/metrics of %s has no %s", n.Addr, series)
-	return 0
 }
 
 // botJSON is the API's and the frames' Bot.

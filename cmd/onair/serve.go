@@ -90,9 +90,12 @@ func runServe(ctx context.Context, o *options, args []string, stdout, stderr io.
 	}
 	st, err = store.Open(startCtx, store.Options{Path: cfg.DB, Sync: store.Sync(cfg.DBSync), OnCommit: onCommit,
 		SecretKey: cfg.SecretKey, Launcher: cfg.BotWebhookURL != "", DatabaseURL: cfg.DatabaseURL,
-		OnMissed: func() {
-			// Other nodes' commits may have gone unheard: every tab resumes from the log.
-			metrics.Resyncs.Inc()
+		OnMissed: func(lost bool) {
+			// Commits may have gone unheard: every tab resumes from the log
+			// (again once the node hears again: tabs opened meanwhile too).
+			if lost {
+				metrics.Resyncs.Inc()
+			}
 			h.DropAll(hub.ReasonResync)
 			if d := disp.Load(); d != nil {
 				d.Wake()

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -191,6 +192,10 @@ func saveSimulated(path string, mem *simulated) error {
 		return err
 	}
 	tmp := path + ".tmp"
+	// On PostgreSQL the SQLite path's folder may not exist: it holds only this.
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
 		return err
 	}
