@@ -71,8 +71,8 @@ type Dispatcher struct {
 // join data from Zoom, retries included. Sending it then holds it for the
 // HTTP timeout and sendMargin.
 const (
-	claimLease = time.Minute
-	sendMargin = 30 * time.Second
+	claimLease = 40 * time.Second
+	sendMargin = 15 * time.Second
 )
 
 // NoRedirects is the launcher client's CheckRedirect: a 3xx is an answer

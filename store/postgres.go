@@ -132,7 +132,14 @@ func pgConfig(url string) (*pgx.ConnConfig, error) {
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = 5 * time.Second
 	}
-	cfg.DialFunc = (&net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 10 * time.Second}).DialContext
+	// A server that vanished (a failover that moved its address) must not
+	// hold the writer for the kernel's 15 minutes: unacknowledged data
+	// gives up after 10 s, an idle connection is probed after 5 s.
+	cfg.DialFunc = (&net.Dialer{
+		Timeout:         cfg.ConnectTimeout,
+		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 5 * time.Second, Interval: 2 * time.Second, Count: 3},
+		Control:         userTimeout(10 * time.Second),
+	}).DialContext
 	return cfg, nil
 }
 

@@ -1117,7 +1117,7 @@ func waitBotState(t *testing.T, f *follower, requestID, state string, timeout ti
 // node, is POSTed to the launcher by exactly one of them; the launcher's
 // callbacks go to either node. Then the node sending a request is
 // SIGKILLed while the launcher holds the POST open: after the claim's
-// lease (up to a minute) the other node sends the same request, with the
+// lease (up to 40 s) the other node sends the same request, with the
 // same Idempotency-Key and body, and the user's tabs see it dispatched.
 func TestClusterBotDispatch(t *testing.T) {
 	dbURL := testpg.URL(t)
