@@ -108,11 +108,3 @@ func (s *Store) Once(ctx context.Context, name string, fn func(context.Context) 
 // Listening reports, on PostgreSQL, whether this node hears the other
 // nodes' commits now (always nil on SQLite).
 func (s *Store) Listening() error { return s.eng.ready() }
-
-// Engine names the database: "sqlite" or "postgres".
-func (s *Store) Engine() string {
-	if _, ok := s.eng.(*pgEngine); ok {
-		return "postgres"
-	}
-	return "sqlite"
-}
