@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Event names onair acts on.
@@ -96,48 +97,75 @@ func Parse(body []byte) (*Event, error) {
 	ev := &Event{Name: name}
 	ev.TSRaw, ev.TS = timestamp(env.EventTS)
 
-	var p map[string]json.RawMessage
+	// Structs of raw fields rather than maps: this runs for every webhook,
+	// and a map per object was most of what a parse allocated.
+	var p struct {
+		PlainToken          json.RawMessage `json:"plainToken"`
+		UserID              json.RawMessage `json:"user_id"`
+		DeauthorizationTime json.RawMessage `json:"deauthorization_time"`
+		EventTS             json.RawMessage `json:"event_ts"`
+		Object              json.RawMessage `json:"object"`
+	}
 	_ = json.Unmarshal(env.Payload, &p)
 	switch {
 	case name == EventURLValidation:
-		ev.PlainToken = str(p["plainToken"])
+		ev.PlainToken = str(p.PlainToken)
 	case name == EventAppDeauthorized:
-		ev.DeauthUserID = str(p["user_id"])
-		ev.DeauthTimeRaw, ev.DeauthTime = timestamp(p["deauthorization_time"])
+		ev.DeauthUserID = str(p.UserID)
+		ev.DeauthTimeRaw, ev.DeauthTime = timestamp(p.DeauthorizationTime)
 		if ev.TSRaw == "" {
-			ev.TSRaw, ev.TS = timestamp(p["event_ts"])
+			ev.TSRaw, ev.TS = timestamp(p.EventTS)
 		}
 	default:
-		var o map[string]json.RawMessage
-		if json.Unmarshal(p["object"], &o) == nil && o != nil {
+		if o := bytes.TrimSpace(p.Object); len(o) > 0 && o[0] == '{' {
 			ev.Object = object(o)
 		}
 	}
 	return ev, nil
 }
 
-func object(o map[string]json.RawMessage) *Object {
-	obj := &Object{
-		ID:        str(o["id"]),
-		UUID:      str(o["uuid"]),
-		HostID:    str(o["host_id"]),
-		Topic:     str(o["topic"]),
-		Type:      num(o["type"]),
-		StartTime: str(o["start_time"]),
-		EndTime:   str(o["end_time"]),
-		Timezone:  str(o["timezone"]),
-		Duration:  num(o["duration"]),
+func object(raw json.RawMessage) *Object {
+	var o struct {
+		ID          json.RawMessage `json:"id"`
+		UUID        json.RawMessage `json:"uuid"`
+		HostID      json.RawMessage `json:"host_id"`
+		Topic       json.RawMessage `json:"topic"`
+		Type        json.RawMessage `json:"type"`
+		StartTime   json.RawMessage `json:"start_time"`
+		EndTime     json.RawMessage `json:"end_time"`
+		Timezone    json.RawMessage `json:"timezone"`
+		Duration    json.RawMessage `json:"duration"`
+		Participant json.RawMessage `json:"participant"`
 	}
-	var p map[string]json.RawMessage
-	if json.Unmarshal(o["participant"], &p) == nil && p != nil {
-		obj.Participant = &Participant{
-			ID:        str(p["id"]),
-			UserID:    str(p["user_id"]),
-			UUID:      str(p["participant_uuid"]),
-			Name:      str(p["user_name"]),
-			Email:     str(p["email"]),
-			JoinTime:  str(p["join_time"]),
-			LeaveTime: str(p["leave_time"]),
+	if json.Unmarshal(raw, &o) != nil {
+		return nil
+	}
+	obj := &Object{
+		ID:        str(o.ID),
+		UUID:      str(o.UUID),
+		HostID:    str(o.HostID),
+		Topic:     str(o.Topic),
+		Type:      num(o.Type),
+		StartTime: str(o.StartTime),
+		EndTime:   str(o.EndTime),
+		Timezone:  str(o.Timezone),
+		Duration:  num(o.Duration),
+	}
+	if pr := bytes.TrimSpace(o.Participant); len(pr) > 0 && pr[0] == '{' {
+		var p struct {
+			ID        json.RawMessage `json:"id"`
+			UserID    json.RawMessage `json:"user_id"`
+			UUID      json.RawMessage `json:"participant_uuid"`
+			Name      json.RawMessage `json:"user_name"`
+			Email     json.RawMessage `json:"email"`
+			JoinTime  json.RawMessage `json:"join_time"`
+			LeaveTime json.RawMessage `json:"leave_time"`
+		}
+		if json.Unmarshal(pr, &p) == nil {
+			obj.Participant = &Participant{
+				ID: str(p.ID), UserID: str(p.UserID), UUID: str(p.UUID), Name: str(p.Name),
+				Email: str(p.Email), JoinTime: str(p.JoinTime), LeaveTime: str(p.LeaveTime),
+			}
 		}
 	}
 	return obj
@@ -149,17 +177,19 @@ func str(raw json.RawMessage) string {
 	if len(raw) == 0 {
 		return ""
 	}
+	// raw is a value of a document json.Unmarshal has already checked: a
+	// string without escapes is its own text, a number is its literal.
 	switch raw[0] {
 	case '"':
+		if bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw) {
+			return string(raw[1 : len(raw)-1])
+		}
 		var s string
 		if json.Unmarshal(raw, &s) == nil {
 			return s
 		}
 	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
-		var n json.Number
-		if json.Unmarshal(raw, &n) == nil {
-			return n.String()
-		}
+		return string(raw)
 	}
 	return ""
 }
@@ -189,21 +219,29 @@ const minMS, maxMS = -62135596800000, 253402300799999
 
 // ParseTime reads the time formats Zoom uses; zero when it cannot.
 func ParseTime(s string) time.Time {
-	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
-		if ms < minMS || ms > maxMS {
-			return time.Time{}
+	// A date-time is not tried as a number first: each failed parse
+	// allocates its error, and this runs several times per webhook.
+	if !strings.ContainsAny(s, ":") {
+		if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
+			if ms < minMS || ms > maxMS {
+				return time.Time{}
+			}
+			return time.UnixMilli(ms).UTC()
 		}
-		return time.UnixMilli(ms).UTC()
-	}
-	// ParseFloat also takes "NaN" and "Inf": the range check refuses them.
-	if f, err := strconv.ParseFloat(s, 64); err == nil {
-		if !(f >= minMS && f <= maxMS) {
-			return time.Time{}
+		// ParseFloat also takes "NaN" and "Inf": the range check refuses them.
+		if f, err := strconv.ParseFloat(s, 64); err == nil {
+			if !(f >= minMS && f <= maxMS) {
+				return time.Time{}
+			}
+			return time.UnixMilli(int64(f)).UTC()
 		}
-		return time.UnixMilli(int64(f)).UTC()
 	}
 	s = strings.TrimSpace(s)
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02 15:04:05", "2006-01-02T15:04:05"} {
+	layouts := []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02 15:04:05"}
+	if len(s) > 10 && s[10] == ' ' {
+		layouts = layouts[2:] // Zoom's "2024-09-08 15:58:40"
+	}
+	for _, layout := range layouts {
 		if t, err := time.Parse(layout, s); err == nil {
 			return t.UTC()
 		}
