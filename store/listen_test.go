@@ -152,3 +152,76 @@ func schemaOf(t *testing.T, url string) string {
 	}
 	return schema
 }
+
+// Work under Once runs on one node at a time: another node (or another
+// caller in the same process) skips it while it runs, runs it afterwards,
+// and takes it over when the node running it dies (its connection, and
+// with it the lock, is gone).
+func TestOnceAcrossNodes(t *testing.T) {
+	url := testpg.URL(t)
+	open := func() *store.Store {
+		st, err := store.Open(context.Background(), store.Options{DatabaseURL: url})
+		if err != nil {
+			t.Fatalf("open: %v", err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+	a, b := open(), open()
+	ctx := context.Background()
+	running, release := make(chan struct{}), make(chan struct{})
+	done := make(chan bool)
+	go func() {
+		ran, err := a.Once(ctx, "sweep", func(context.Context) error {
+			close(running)
+			<-release
+			return nil
+		})
+		if err != nil {
+			t.Errorf("node A: %v", err)
+		}
+		done <- ran
+	}()
+	<-running
+	for name, st := range map[string]*store.Store{"the same node": a, "another node": b} {
+		ran, err := st.Once(ctx, "sweep", func(context.Context) error { return nil })
+		if err != nil || ran {
+			t.Fatalf("%s while A runs it: ran %v, %v; want skipped", name, ran, err)
+		}
+		if ran, err := st.Once(ctx, "other work", func(context.Context) error { return nil }); err != nil || !ran {
+			t.Fatalf("%s, other work: ran %v, %v; want run", name, ran, err)
+		}
+	}
+	close(release)
+	if !<-done {
+		t.Fatal("node A's run did not run")
+	}
+	if ran, err := b.Once(ctx, "sweep", func(context.Context) error { return nil }); err != nil || !ran {
+		t.Fatalf("another node after A finished: ran %v, %v; want run", ran, err)
+	}
+
+	// A node that dies mid-work: its backend ends, and so does its lock.
+	running = make(chan struct{})
+	stuck := make(chan struct{})
+	go func() {
+		a.Once(ctx, "sweep", func(context.Context) error { close(running); <-stuck; return nil })
+	}()
+	<-running
+	defer close(stuck)
+	admin := testpg.Open(t, testpg.Server())
+	if _, err := admin.Exec(`SELECT pg_terminate_backend(l.pid) FROM pg_locks l JOIN pg_stat_activity s ON s.pid = l.pid
+		WHERE l.locktype = 'advisory' AND l.granted AND s.application_name = $1`, schemaOf(t, url)); err != nil {
+		t.Fatalf("end the backend holding the lock: %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ran, err := b.Once(ctx, "sweep", func(context.Context) error { return nil })
+		if err == nil && ran {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the dead node's work was not taken over: ran %v, %v", ran, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
