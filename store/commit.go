@@ -30,11 +30,15 @@ type Logout struct {
 
 // Tx is a write transaction shared by a batch of writes.
 type Tx struct {
-	s   *Store
-	tx  *sql.Tx
-	ctx context.Context
-	now time.Time
-	out Committed
+	s  *Store
+	tx *sql.Tx // SQLite: statements are kept prepared across transactions (stmt)
+	// conn (PostgreSQL) is the connection the transaction runs on: pgx
+	// keeps its statements prepared, and the engine sends its own BEGIN and
+	// COMMIT, each together with what goes with it, in one round trip.
+	conn *sql.Conn
+	ctx  context.Context
+	now  time.Time
+	out  Committed
 	// stmts holds the statements prepared in this transaction.
 	stmts map[string]*sql.Stmt
 	// fresh lists queries first prepared in this transaction.
@@ -70,6 +74,9 @@ func (tx *Tx) stmt(query string) (*sql.Stmt, error) {
 }
 
 func (tx *Tx) exec(query string, args ...any) (sql.Result, error) {
+	if tx.conn != nil {
+		return tx.conn.ExecContext(tx.ctx, tx.s.eng.rebind(query), tx.s.eng.args(args)...)
+	}
 	st, err := tx.stmt(query)
 	if err != nil {
 		return nil, err
@@ -78,6 +85,9 @@ func (tx *Tx) exec(query string, args ...any) (sql.Result, error) {
 }
 
 func (tx *Tx) queryRow(query string, args ...any) *sql.Row {
+	if tx.conn != nil {
+		return tx.conn.QueryRowContext(tx.ctx, tx.s.eng.rebind(query), tx.s.eng.args(args)...)
+	}
 	st, err := tx.stmt(query)
 	if err != nil {
 		// A Row carrying the error: Scan reports it.
@@ -87,6 +97,9 @@ func (tx *Tx) queryRow(query string, args ...any) *sql.Row {
 }
 
 func (tx *Tx) query(query string, args ...any) (*sql.Rows, error) {
+	if tx.conn != nil {
+		return tx.conn.QueryContext(tx.ctx, tx.s.eng.rebind(query), tx.s.eng.args(args)...)
+	}
 	st, err := tx.stmt(query)
 	if err != nil {
 		return nil, err
@@ -242,19 +255,14 @@ var errIsolate = errors.New("a write of the batch failed")
 // fails and isolate is set, apply rolls back and returns errIsolate.
 func (w *writer) apply(ops []*op, isolate bool) ([]error, error) {
 	ctx := context.Background() // one caller's deadline must not abort the others' writes
-	sqlTx, err := w.s.db.BeginTx(ctx, w.s.eng.writeTx())
-	if err != nil {
-		return nil, fmt.Errorf("begin: %w", err)
-	}
-	tx := &Tx{s: w.s, tx: sqlTx, ctx: ctx, now: w.s.opts.Now(), stmts: make(map[string]*sql.Stmt), known: map[string]bool{}, autoSend: map[string]bool{}}
+	tx := &Tx{s: w.s, ctx: ctx, now: w.s.opts.Now(), stmts: make(map[string]*sql.Stmt), known: map[string]bool{}, autoSend: map[string]bool{}}
 	if err := w.s.eng.begin(tx); err != nil {
-		sqlTx.Rollback()
-		return nil, err
+		return nil, fmt.Errorf("begin: %w", err)
 	}
 	errs := make([]error, len(ops))
 	for i, o := range ops {
 		if errs[i] = o.fn(tx); errs[i] != nil {
-			sqlTx.Rollback()
+			w.s.eng.rollback(tx)
 			if isolate {
 				return nil, errIsolate
 			}
@@ -264,7 +272,7 @@ func (w *writer) apply(ops []*op, isolate bool) ([]error, error) {
 	// Publish (in commit) before answering: a client told "200" may
 	// already be listening.
 	if err := w.s.eng.commit(tx); err != nil {
-		sqlTx.Rollback()
+		w.s.eng.rollback(tx)
 		return nil, fmt.Errorf("commit: %w", err)
 	}
 	if w.users != nil {

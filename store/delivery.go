@@ -62,13 +62,20 @@ func (s *Store) Ingest(ctx context.Context, d Delivery) (Outcome, error) {
 }
 
 func (tx *Tx) apply(d Delivery) (Outcome, error) {
-	res, err := tx.exec(`INSERT INTO deliveries (key, event, received_at) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING`,
-		tx.s.hash(append([]string{"delivery"}, d.Key...)...), d.Event, ms(d.Received))
+	// Whether the host is known comes back with the insert: one statement
+	// (on PostgreSQL, one round trip) fewer per webhook.
+	var hostKnown bool
+	err := tx.queryRow(`INSERT INTO deliveries (key, event, received_at) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING
+		RETURNING EXISTS (SELECT 1 FROM users WHERE id = ?)`,
+		tx.s.hash(append([]string{"delivery"}, d.Key...)...), d.Event, ms(d.Received), d.Meeting.HostID).Scan(&hostKnown)
+	if err == sql.ErrNoRows {
+		return OutcomeDuplicate, nil
+	}
 	if err != nil {
 		return "", fmt.Errorf("record delivery: %w", err)
 	}
-	if n, err := res.RowsAffected(); err != nil || n == 0 {
-		return OutcomeDuplicate, err
+	if hostKnown {
+		tx.known[d.Meeting.HostID] = true
 	}
 	switch d.Kind {
 	case KindStart, KindJoin:

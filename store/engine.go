@@ -23,12 +23,12 @@ type engine interface {
 	// skipLocked ends a SELECT of rows to claim: rows another transaction
 	// holds are passed over, not waited for.
 	skipLocked() string
-	// writeTx is how a write transaction begins.
-	writeTx() *sql.TxOptions
 	// readTx is how a read that must see one snapshot begins.
 	readTx() *sql.TxOptions
-	// begin runs first in every write transaction.
+	// begin starts the write transaction tx runs in.
 	begin(tx *Tx) error
+	// rollback ends it without committing (harmless after a failed commit).
+	rollback(tx *Tx)
 	// commit commits the transaction and hands what it committed to
 	// OnCommit, in commit order, before returning.
 	commit(tx *Tx) error

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -32,6 +33,7 @@ type pgEngine struct {
 	// deployments (or tests) sharing a database do not hear each other.
 	channel   string  // at most 63 bytes, PostgreSQL's identifier limit
 	writeLock int64   // the advisory lock key of write transactions
+	quoteTag  string  // dollar-quote tag of the literals commit sends
 	locks     *sql.DB // connections that hold Once's session locks
 	l         *listener
 }
@@ -65,6 +67,7 @@ func openPostgres(ctx context.Context, s *Store) (err error) {
 		e.channel = fmt.Sprintf("onair.%x", e.lockKey("channel"))
 	}
 	e.writeLock = e.lockKey("write")
+	e.quoteTag = "$n" + randomHex(6) + "$"
 	if e.locks, err = openPostgresPool(e.url); err != nil {
 		return err
 	}
@@ -189,23 +192,42 @@ func (e *pgEngine) args(args []any) []any {
 
 func (e *pgEngine) skipLocked() string { return " FOR UPDATE SKIP LOCKED" }
 
-// writeTx: the write lock serializes writers only if each statement sees
-// what the previous holder committed, whatever the database's default.
-func (e *pgEngine) writeTx() *sql.TxOptions {
-	return &sql.TxOptions{Isolation: sql.LevelReadCommitted}
-}
-
 // readTx: each statement of a READ COMMITTED transaction sees its own
 // snapshot; a welcome must see one.
 func (e *pgEngine) readTx() *sql.TxOptions {
 	return &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}
 }
 
+// begin starts the transaction and takes the cluster-wide write lock in one
+// round trip (the simple protocol takes several statements at once). READ
+// COMMITTED whatever the database's default: the lock serializes writers
+// only if each statement sees what the previous holder committed.
 func (e *pgEngine) begin(tx *Tx) error {
-	if _, err := tx.exec(`SELECT pg_advisory_xact_lock(?)`, e.writeLock); err != nil {
+	conn, err := e.s.db.Conn(tx.ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := conn.ExecContext(tx.ctx, fmt.Sprintf(
+		`BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock(%d)`, e.writeLock)); err != nil {
+		tx.conn = conn
+		e.rollback(tx)
 		return fmt.Errorf("take the write lock: %w", err)
 	}
+	tx.conn = conn
 	return nil
+}
+
+// rollback ends the transaction and gives the connection back; one that
+// cannot even roll back is discarded.
+func (e *pgEngine) rollback(tx *Tx) {
+	if tx.conn == nil {
+		return
+	}
+	if _, err := tx.conn.ExecContext(context.WithoutCancel(tx.ctx), `ROLLBACK`); err != nil {
+		tx.conn.Raw(func(any) error { return driver.ErrBadConn })
+	}
+	tx.conn.Close()
+	tx.conn = nil
 }
 
 // commit NOTIFYs what the transaction committed, commits, and waits until
@@ -214,19 +236,29 @@ func (e *pgEngine) begin(tx *Tx) error {
 // when it is back.
 func (e *pgEngine) commit(tx *Tx) error {
 	notices := e.l.notices(tx.out)
+	// The notices and the COMMIT go in one round trip, as literals in
+	// dollar quotes with a tag of this process's that no payload contains.
+	var b strings.Builder
 	for _, n := range notices {
-		if _, err := tx.exec(`SELECT pg_notify(?, ?)`, e.channel, n); err != nil {
-			return fmt.Errorf("notify: %w", err)
+		if strings.Contains(n, e.quoteTag) || strings.Contains(e.channel, e.quoteTag) {
+			if _, err := tx.exec(`SELECT pg_notify(?, ?)`, e.channel, n); err != nil {
+				return fmt.Errorf("notify: %w", err)
+			}
+			continue
 		}
+		fmt.Fprintf(&b, "SELECT pg_notify(%[1]s%[2]s%[1]s, %[1]s%[3]s%[1]s); ", e.quoteTag, e.channel, n)
 	}
+	b.WriteString("COMMIT")
 	var heard <-chan struct{}
 	if len(notices) > 0 {
 		heard = e.l.expect()
 	}
-	if err := tx.tx.Commit(); err != nil {
+	if _, err := tx.conn.ExecContext(tx.ctx, b.String()); err != nil {
 		e.l.forget()
 		return err
 	}
+	tx.conn.Close()
+	tx.conn = nil
 	if heard != nil {
 		e.l.await(heard)
 	}

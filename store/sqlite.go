@@ -111,12 +111,15 @@ func (e *sqliteEngine) args(args []any) []any      { return args }
 // skipLocked: one writer at a time, so nothing is ever held.
 func (e *sqliteEngine) skipLocked() string { return "" }
 
-func (e *sqliteEngine) writeTx() *sql.TxOptions { return nil }
-
 // readTx: a SQLite read transaction sees one snapshot from its first read.
 func (e *sqliteEngine) readTx() *sql.TxOptions { return nil }
 
-func (e *sqliteEngine) begin(*Tx) error { return nil }
+func (e *sqliteEngine) begin(tx *Tx) (err error) {
+	tx.tx, err = e.s.db.BeginTx(tx.ctx, nil)
+	return err
+}
+
+func (e *sqliteEngine) rollback(tx *Tx) { tx.tx.Rollback() }
 
 // commit: the writer is the only one, so commit order is its order.
 func (e *sqliteEngine) commit(tx *Tx) error {
