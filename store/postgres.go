@@ -253,7 +253,15 @@ func (e *pgEngine) commit(tx *Tx) error {
 	if len(notices) > 0 {
 		heard = e.l.expect()
 	}
-	if _, err := tx.conn.ExecContext(tx.ctx, b.String()); err != nil {
+	// The tag is checked: PostgreSQL ends a transaction a failed
+	// statement aborted with "ROLLBACK", and no error.
+	if err := tx.conn.Raw(func(dc any) error {
+		tag, err := dc.(*stdlib.Conn).Conn().Exec(tx.ctx, b.String())
+		if err == nil && tag.String() != "COMMIT" {
+			err = fmt.Errorf("the transaction ended with %s, not COMMIT", tag)
+		}
+		return err
+	}); err != nil {
 		e.l.forget()
 		return err
 	}

@@ -73,3 +73,28 @@ func testWriterIsolatesFailedWrite(t *testing.T, opts Options) {
 		t.Errorf("entries published: got %d, want %d", got, want)
 	}
 }
+
+// A statement error aborts a PostgreSQL transaction, and COMMIT then ends it
+// with a rollback and no error: a write that swallowed such an error must
+// fail, not look committed.
+func TestPostgresCommitOfAnAbortedTransactionFails(t *testing.T) {
+	s, err := Open(context.Background(), Options{DatabaseURL: testpg.URL(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	err = s.w.do(context.Background(), func(tx *Tx) error {
+		if err := tx.createUser("u"); err != nil {
+			return err
+		}
+		tx.exec(`SELECT 1/0`) // the error is dropped on purpose
+		return nil
+	})
+	if err == nil {
+		t.Fatal("a write whose transaction was aborted reported success")
+	}
+	var n int
+	if err := s.read.QueryRowContext(context.Background(), `SELECT COUNT(*) FROM users`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("users after the aborted write: %d, %v; want 0", n, err)
+	}
+}
