@@ -418,7 +418,7 @@ func (e *env) waitState(id, state string) store.Bot {
 
 // outboxEmpty says nothing is left in the outbox, due or not.
 func (e *env) outboxEmpty() bool {
-	items, next, err := e.st.DueOutbox(context.Background(), 100, nil)
+	items, next, err := e.st.DueOutbox(context.Background(), 100)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -1303,7 +1303,7 @@ func TestNoDispatchWithoutLauncher(t *testing.T) {
 	if _, _, err := st.RequestBot(context.Background(), "host1", "m1"); err != nil {
 		t.Fatal(err)
 	}
-	items, next, err := st.DueOutbox(context.Background(), 10, nil)
+	items, next, err := st.DueOutbox(context.Background(), 10)
 	if err != nil || len(items) != 0 || !next.IsZero() {
 		t.Fatalf("without a launcher the outbox holds %d items (next %v, %v), want none", len(items), next, err)
 	}

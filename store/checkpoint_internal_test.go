@@ -120,7 +120,7 @@ func testOutboxRowNumberReuse(t *testing.T, opts Options) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	due, _, _ := s.DueOutbox(ctx, 10, nil)
+	due, _, _ := s.DueOutbox(ctx, 10)
 	itemA := due[0]
 	if _, _, err := s.CancelBot(ctx, "host", "m1"); err != nil {
 		t.Fatal(err)
@@ -129,7 +129,7 @@ func testOutboxRowNumberReuse(t *testing.T, opts Options) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	due, _, _ = s.DueOutbox(ctx, 10, nil)
+	due, _, _ = s.DueOutbox(ctx, 10)
 	if len(due) != 1 || due[0].RequestID != b.RequestID {
 		t.Fatalf("due %+v, want only B", due)
 	}
@@ -146,7 +146,7 @@ func testOutboxRowNumberReuse(t *testing.T, opts Options) {
 	if err := s.OutboxGiveUp(ctx, itemA, "late"); err != nil {
 		t.Fatal(err)
 	}
-	due, _, _ = s.DueOutbox(ctx, 10, nil)
+	due, _, _ = s.DueOutbox(ctx, 10)
 	if len(due) != 1 || due[0].RequestID != b.RequestID || due[0].Body != "" || due[0].Attempts != 0 {
 		t.Fatalf("B's item after A's late worker: %+v", due)
 	}

@@ -134,7 +134,7 @@ type op struct {
 
 func newWriter(s *Store) *writer {
 	w := &writer{s: s, stmts: map[string]*sql.Stmt{}, ops: make(chan *op, s.opts.MaxBatch), quit: make(chan struct{}), done: make(chan struct{})}
-	if _, shared := s.eng.(*pgEngine); !shared {
+	if !s.eng.shared() {
 		w.users = map[string]struct{}{}
 	}
 	go w.run()

@@ -51,7 +51,7 @@ func dumpRows(t *testing.T, db *sql.DB, query string, args ...any) []string {
 // dueItem finds the outbox item of a type for a user's request.
 func dueItem(t *testing.T, st *store.Store, requestID, typ string) store.OutboxItem {
 	t.Helper()
-	items, _, err := st.DueOutbox(context.Background(), 100, nil)
+	items, _, err := st.DueOutbox(context.Background(), 100)
 	if err != nil {
 		t.Fatalf("due outbox: %v", err)
 	}
@@ -291,7 +291,7 @@ func TestDeauthorizeForgetsEveryTrace(t *testing.T) {
 		}
 		mustSession(t, st, bobSession)
 		wantZoomToken(t, st, bob, bobTok)
-		items, _, err := st.DueOutbox(ctx, 100, nil)
+		items, _, err := st.DueOutbox(ctx, 100)
 		if err != nil {
 			t.Fatal(err)
 		}

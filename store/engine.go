@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // engine is what differs between the two databases onair keeps its state
@@ -32,6 +33,13 @@ type engine interface {
 	// commit commits the transaction and hands what it committed to
 	// OnCommit, in commit order, before returning.
 	commit(tx *Tx) error
+	// appendEvent takes the user's next seq and stores the event under it,
+	// returning the seq, the log's gen and the user's auto_send_bot.
+	appendEvent(tx *Tx, user, typ string, at time.Time, data []byte) (seq int64, gen string, autoSend bool, err error)
+	// shared says other processes write the same database.
+	shared() bool
+	// ping reports whether the database takes writes.
+	ping(ctx context.Context) error
 	// idle runs on the writer's goroutine between transactions.
 	idle()
 	// once runs fn unless the same work is already running, in this

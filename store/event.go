@@ -46,28 +46,9 @@ func (tx *Tx) emit(user, typ string, m Meeting, d Delivery) error {
 
 // append adds an entry with its payload object data to the user's log.
 func (tx *Tx) append(user, typ string, data []byte, at, received time.Time) error {
-	var seq int64
-	var gen string
-	var autoSend bool
-	if _, pg := tx.s.eng.(*pgEngine); pg {
-		// One round trip instead of two (each is a wait for PostgreSQL):
-		// the seq taken and the event stored by one statement.
-		if err := tx.queryRow(`WITH u AS (UPDATE users SET seq = seq + 1 WHERE id = ? RETURNING seq, gen, auto_send_bot)
-			INSERT INTO events (user_id, seq, type, at, data, created_at)
-				SELECT ?::text, seq, ?::text, ?::bigint, ?::text, ?::bigint FROM u
-			RETURNING seq, (SELECT gen FROM u), (SELECT auto_send_bot FROM u)`,
-			user, user, typ, ms(at), string(data), ms(tx.now)).Scan(&seq, &gen, &autoSend); err != nil {
-			return fmt.Errorf("append event: %w", err)
-		}
-	} else {
-		if err := tx.queryRow(`UPDATE users SET seq = seq + 1 WHERE id = ? RETURNING seq, gen, auto_send_bot`, user).
-			Scan(&seq, &gen, &autoSend); err != nil {
-			return fmt.Errorf("next seq: %w", err)
-		}
-		if _, err := tx.exec(`INSERT INTO events (user_id, seq, type, at, data, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-			user, seq, typ, ms(at), string(data), ms(tx.now)); err != nil {
-			return fmt.Errorf("append event: %w", err)
-		}
+	seq, gen, autoSend, err := tx.s.eng.appendEvent(tx, user, typ, at, data)
+	if err != nil {
+		return fmt.Errorf("append event: %w", err)
 	}
 	tx.autoSend[user] = autoSend // read on the way, for meeting.started: no statement of its own
 	tx.out.Entries = append(tx.out.Entries, Entry{

@@ -278,16 +278,14 @@ func (l *listener) notices(c Committed) []string {
 func (l *listener) expect() <-chan struct{} {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.waiting, l.heard = l.batch.Load(), make(chan struct{})
+	heard := make(chan struct{})
 	if !l.up.Load() {
-		close(l.heard)
-		l.heard = nil
-		return closedChan
+		close(heard)
+		return heard
 	}
-	return l.heard
+	l.waiting, l.heard = l.batch.Load(), heard
+	return heard
 }
-
-var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 func (l *listener) heardBatch(b uint64) {
 	l.mu.Lock()
@@ -298,9 +296,8 @@ func (l *listener) heardBatch(b uint64) {
 	}
 }
 
-// forget drops the wait for a transaction that did not commit.
-func (l *listener) forget() { l.release() }
-
+// release ends the writer's wait: its transaction did not commit, or the
+// listener is down.
 func (l *listener) release() {
 	l.mu.Lock()
 	defer l.mu.Unlock()

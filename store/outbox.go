@@ -59,11 +59,11 @@ const outboxSelect = `SELECT o.n, o.request_id, o.type, o.claim, o.body, o.detai
 		FROM bot_outbox o JOIN bot_requests b ON b.id = o.request_id JOIN users u ON u.id = b.user_id
 			LEFT JOIN meeting_members mm ON mm.meeting_uuid = b.meeting_uuid AND mm.user_id = b.user_id`
 
-// DueOutbox returns up to limit items due by now, oldest first, skipping
-// those in skip, and when the next one after them is due (zero when there
-// is none). It only reads: ClaimOutbox is how a worker takes items.
-func (s *Store) DueOutbox(ctx context.Context, limit int, skip map[int64]bool) ([]OutboxItem, time.Time, error) {
-	items, err := s.outboxItems(ctx, outboxSelect+` ORDER BY o.next_at, o.n LIMIT ?`, limit+len(skip)+1)
+// DueOutbox returns up to limit items due by now, oldest first, and when
+// the next one after them is due (zero when there is none). It only reads:
+// ClaimOutbox is how a worker takes items.
+func (s *Store) DueOutbox(ctx context.Context, limit int) ([]OutboxItem, time.Time, error) {
+	items, err := s.outboxItems(ctx, outboxSelect+` ORDER BY o.next_at, o.n LIMIT ?`, limit+1)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
@@ -71,9 +71,6 @@ func (s *Store) DueOutbox(ctx context.Context, limit int, skip map[int64]bool) (
 	var due []OutboxItem
 	var next time.Time
 	for _, it := range items {
-		if skip[it.N] {
-			continue
-		}
 		if it.nextAt.After(now) || len(due) == limit {
 			next = it.nextAt
 			break

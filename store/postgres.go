@@ -262,7 +262,7 @@ func (e *pgEngine) commit(tx *Tx) error {
 		}
 		return err
 	}); err != nil {
-		e.l.forget()
+		e.l.release()
 		return err
 	}
 	tx.conn.Close()
@@ -274,6 +274,19 @@ func (e *pgEngine) commit(tx *Tx) error {
 }
 
 func (e *pgEngine) idle() {}
+
+// appendEvent: one statement, so one round trip instead of two (each is a
+// wait for PostgreSQL).
+func (e *pgEngine) appendEvent(tx *Tx, user, typ string, at time.Time, data []byte) (seq int64, gen string, autoSend bool, err error) {
+	err = tx.queryRow(`WITH u AS (UPDATE users SET seq = seq + 1 WHERE id = ? RETURNING seq, gen, auto_send_bot)
+		INSERT INTO events (user_id, seq, type, at, data, created_at)
+			SELECT ?::text, seq, ?::text, ?::bigint, ?::text, ?::bigint FROM u
+		RETURNING seq, (SELECT gen FROM u), (SELECT auto_send_bot FROM u)`,
+		user, user, typ, ms(at), string(data), ms(tx.now)).Scan(&seq, &gen, &autoSend)
+	return seq, gen, autoSend, err
+}
+
+func (e *pgEngine) shared() bool { return true }
 
 // ping asks whether the database takes writes (a primary, not a standby)
 // without a write: a write would take the cluster-wide write lock for

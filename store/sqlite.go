@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	_ "github.com/mattn/go-sqlite3" // registers "sqlite3"; checkpoint.go registers the writer's
 )
@@ -132,6 +133,26 @@ func (e *sqliteEngine) commit(tx *Tx) error {
 }
 
 func (e *sqliteEngine) idle() { e.catchUpCheckpoint() }
+
+func (e *sqliteEngine) appendEvent(tx *Tx, user, typ string, at time.Time, data []byte) (seq int64, gen string, autoSend bool, err error) {
+	if err = tx.queryRow(`UPDATE users SET seq = seq + 1 WHERE id = ? RETURNING seq, gen, auto_send_bot`, user).
+		Scan(&seq, &gen, &autoSend); err != nil {
+		return 0, "", false, fmt.Errorf("next seq: %w", err)
+	}
+	_, err = tx.exec(`INSERT INTO events (user_id, seq, type, at, data, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		user, seq, typ, ms(at), string(data), ms(tx.now))
+	return seq, gen, autoSend, err
+}
+
+func (e *sqliteEngine) shared() bool { return false }
+
+// ping: a write, through the writer, is what proves the file writable.
+func (e *sqliteEngine) ping(ctx context.Context) error {
+	return e.s.w.do(ctx, func(tx *Tx) error {
+		_, err := tx.exec(`UPDATE meta SET value = value WHERE key = 'epoch'`)
+		return err
+	})
+}
 
 func (e *sqliteEngine) ready() error { return nil }
 
