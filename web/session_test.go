@@ -421,8 +421,21 @@ func TestOnFirstTab(t *testing.T) {
 	}
 	wg.Wait()
 	e.connect("u2", nil)
+	// The hook runs after the welcome is written: the client may read the
+	// welcome first.
+	var got []string
+	for deadline := time.Now().Add(2 * time.Second); ; {
+		mu.Lock()
+		got = slices.Clone(calls)
+		mu.Unlock()
+		if len(got) >= 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // and no third call comes late
 	mu.Lock()
-	got := slices.Clone(calls)
+	got = slices.Clone(calls)
 	mu.Unlock()
 	slices.Sort(got)
 	if !slices.Equal(got, []string{"u1", "u2"}) {
