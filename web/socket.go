@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -33,20 +34,25 @@ const maxClientFrame = 4096
 // tab is one open WebSocket. Its only long-lived goroutine is the one that
 // reads; frames are written by a goroutine started when the tab has
 // something to write and gone when it has written it all. Pings come from
-// the shared tabSet ticker.
+// the shared tabSet ticker, and the reader records the pongs.
 type tab struct {
 	srv  *Server
 	conn *websocket.Conn
-	raw  net.Conn // the hijacked connection under conn
+	raw  net.Conn        // the hijacked connection under conn
+	rc   syscall.RawConn // raw's socket, for pings; nil where there is none
 	slot int
-	sub  *hub.Subscription
-	user string
+	// pongDue is the ping tick by which the client must answer the ping
+	// last sent; 0 when it has answered.
+	pongDue atomic.Int64
+	sub     *hub.Subscription
+	user    string
 	// session is the signed-in browser the handshake came with, if any: a
 	// hello without a token is that user, and the socket closes with it.
 	session *session
 
 	// flushing is true while a writer owns the connection: the welcome
-	// sequence, or a flush goroutine. It is the only way to start one.
+	// sequence, a flush goroutine, or the ticker writing a ping. It is the
+	// only way to start one.
 	flushing atomic.Bool
 	welcomed atomic.Bool
 	last     int64 // seq of the last frame written; owned by whoever holds flushing
@@ -54,11 +60,9 @@ type tab struct {
 	closeOnce sync.Once // the socket is closed, and its reason counted, once
 
 	// writeDeadline is when the write in progress times out (Unix ns; 0
-	// when none is): once it has passed, the library has closed the
-	// connection, and the reader must not record the client as the one who left.
+	// when none is): once it has passed, the write fails and the tab is
+	// closed as a slow consumer, not as a client that left.
 	writeDeadline atomic.Int64
-	// cancelWrite aborts the write in progress (nil when none is).
-	cancelWrite atomic.Pointer[context.CancelFunc]
 }
 
 func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
@@ -80,12 +84,13 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	}
 	// The origin was checked above against the exact allowed list.
 	hj := &leanHijacker{ResponseWriter: w}
-	conn, err := websocket.Accept(hj, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	t := &tab{srv: s, session: sess}
+	conn, err := websocket.Accept(hj, r, &websocket.AcceptOptions{InsecureSkipVerify: true, OnPongReceived: t.pong})
 	if err != nil {
 		return // Accept has answered the request
 	}
 	conn.SetReadLimit(maxClientFrame)
-	t := &tab{srv: s, conn: conn, raw: hj.conn, session: sess}
+	t.conn, t.raw, t.rc = conn, hj.conn, rawConnOf(hj.conn)
 	s.conns.Add(1)
 	if !s.tabs.add(t) {
 		t.close(websocket.StatusServiceRestart, "server restarting", "shutdown")
@@ -304,8 +309,8 @@ func (t *tab) wake(r hub.Reason) {
 	} else if r != hub.ReasonNone {
 		t.closeFor(r)
 		time.AfterFunc(dropGrace, func() {
-			if cancel := t.cancelWrite.Load(); cancel != nil {
-				(*cancel)()
+			if t.writeDeadline.Load() != 0 {
+				t.raw.SetWriteDeadline(time.Now()) // abort the write in progress
 			}
 		})
 	}
@@ -345,13 +350,13 @@ func (t *tab) flush() {
 // write writes one frame under the write timeout; on failure the connection
 // is gone (a slow consumer's reason wins over "client").
 func (t *tab) write(frame []byte, typ string) bool {
+	// A deadline on the socket rather than a context on the write: a
+	// context would cost an allocation and a timer per frame.
 	deadline := time.Now().Add(t.srv.cfg.WriteTimeout)
 	t.writeDeadline.Store(deadline.UnixNano())
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	t.cancelWrite.Store(&cancel)
-	err := t.conn.Write(ctx, websocket.MessageText, frame)
-	t.cancelWrite.Store(nil)
-	cancel()
+	t.raw.SetWriteDeadline(deadline)
+	err := t.conn.Write(context.Background(), websocket.MessageText, frame)
+	t.raw.SetWriteDeadline(time.Time{}) // the library's own frames (pongs, close) have theirs
 	if err != nil {
 		if !t.closeDropped() {
 			t.close(websocket.StatusGoingAway, "write failed", "client")

@@ -992,6 +992,96 @@ func TestWSPing(t *testing.T) {
 	})
 }
 
+// Pings are written straight to the socket, beside the frames onair and
+// the library write: a ping must never land inside a frame. Large frames
+// (several writes each), pings every tick and the client's own pings (the
+// library answers them) go on at once; the client reads every frame whole.
+func TestWSPingBetweenFrames(t *testing.T) {
+	e := newEnv(t, func(c *Config, h *hub.Options) {
+		c.PingInterval = 5 * time.Millisecond
+		c.PingTimeout = 2 * time.Second
+	})
+	var tap *sockTap
+	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		tap = &sockTap{Conn: c}
+		return tap, nil
+	}}}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, e.wsURL(), &websocket.DialOptions{HTTPClient: client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseNow()
+	conn.SetReadLimit(1 << 20)
+	c := &wsClient{t: t, conn: conn}
+	sockHello(c, e.token("ping-busy"))
+	if got, want := c.read().Type, "welcome"; got != want {
+		t.Fatalf("first frame: got %q, want %q", got, want)
+	}
+
+	const events = 300
+	frames := make(chan frame, events)
+	readErr := make(chan error, 1)
+	go func() {
+		for {
+			_, b, err := conn.Read(ctx)
+			if err != nil {
+				readErr <- err
+				return
+			}
+			var f frame
+			if err := json.Unmarshal(b, &f); err != nil {
+				readErr <- fmt.Errorf("frame %.40q: %w", b, err)
+				return
+			}
+			frames <- f
+		}
+	}()
+	clientPings := make(chan int, 1)
+	go func() {
+		n := 0
+		for ctx.Err() == nil && conn.Ping(ctx) == nil {
+			n++
+		}
+		clientPings <- n
+	}()
+	topic := strings.Repeat("a long meeting topic ", 400) // ~8 KB: a frame takes several writes
+	go func() {
+		for i := range events {
+			e.mustPost(event{Name: "meeting.started", UUID: fmt.Sprintf("busy-%d", i), Host: "ping-busy", Topic: topic}.body(), http.StatusOK)
+		}
+	}()
+	var last int64
+	for range events {
+		select {
+		case f := <-frames:
+			if f.Seq != last+1 {
+				t.Fatalf("seq %d after %d", f.Seq, last)
+			}
+			last = f.Seq
+		case err := <-readErr:
+			t.Fatalf("after seq %d: %v", last, err)
+		case <-ctx.Done():
+			t.Fatalf("after seq %d: timed out", last)
+		}
+	}
+	if got := tap.pings(); got < 10 {
+		t.Fatalf("server pings: got %d, want at least 10", got)
+	}
+	if got, want := e.metric("onair_ws_connections"), 1.0; got != want {
+		t.Fatalf("connections: got %v, want %v", got, want)
+	}
+	cancel()
+	if got := <-clientPings; got < 10 {
+		t.Fatalf("client pings answered: got %d, want at least 10", got)
+	}
+}
+
 func TestWSShutdown(t *testing.T) {
 	e := newEnv(t)
 	a, _ := e.connect("shut-a", nil)

@@ -55,45 +55,49 @@ func (ts *tabSet) remove(t *tab) {
 }
 
 // run pings one slot per tick until ctx ends: every tab once per interval.
+// Each tick also closes the tabs of the slot pinged PingTimeout ago whose
+// pong has not come; when PingTimeout is longer than the interval, that is
+// checked at each visit of the slot, which pings no tab still waiting.
 func (ts *tabSet) run(ctx context.Context) {
 	tick := time.NewTicker(ts.tick)
 	defer tick.Stop()
-	for slot := 0; ; slot = (slot + 1) % len(ts.slots) {
+	n := int64(len(ts.slots))
+	wait := int64((ts.srv.cfg.PingTimeout + ts.tick - 1) / ts.tick) // ticks a pong may take
+	lag := min(n, wait)                                             // ticks from a ping to its check
+	p := newPinger()
+	var ping, overdue []*tab // reused: a slot's worth each
+	for i := n; ; i++ {      // from n: i-lag is never negative
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
+		ping, overdue = ping[:0], overdue[:0]
 		ts.mu.Lock()
-		tabs := make([]*tab, 0, len(ts.slots[slot]))
-		for t := range ts.slots[slot] {
+		for t := range ts.slots[(i-lag)%n] {
+			if due := t.pongDue.Load(); due != 0 && due <= i {
+				overdue = append(overdue, t)
+			}
+		}
+		for t := range ts.slots[i%n] {
 			if t.welcomed.Load() {
-				tabs = append(tabs, t)
+				ping = append(ping, t)
 			}
 		}
 		ts.mu.Unlock()
+		for _, t := range overdue {
+			t.pingTimedOut()
+		}
 		now := ts.srv.cfg.Now()
-		for _, t := range tabs {
+		for _, t := range ping {
 			if t.session != nil && now.After(t.session.expires) {
 				// A signed-in browser's socket lasts no longer than its session.
 				t.close(closeUnauthorized, "session expired", "auth")
 				continue
 			}
-			go t.ping()
-		}
-	}
-}
-
-// ping sends a ping and closes the tab when no pong comes back in time.
-func (t *tab) ping() {
-	ctx, cancel := context.WithTimeout(context.Background(), t.srv.cfg.PingTimeout)
-	defer cancel()
-	if err := t.conn.Ping(ctx); err != nil {
-		if ctx.Err() != nil {
-			t.closeOnce.Do(func() {
-				t.srv.metrics.wsDisconnects.WithLabelValues("ping_timeout").Inc()
-				t.conn.CloseNow() // it stopped answering: no handshake to wait for
-			})
+			if t.pongDue.Load() == 0 { // else the last ping is still waiting
+				p.ping(t, i+wait)
+			}
 		}
 	}
 }
