@@ -78,6 +78,6 @@ func (e *sqliteEngine) checkpointer(db *sql.DB, stop <-chan struct{}, done chan<
 // when the checkpointer asked for it.
 func (e *sqliteEngine) catchUpCheckpoint() {
 	if e.catchUp.Swap(false) {
-		e.s.db.ExecContext(context.Background(), `PRAGMA wal_checkpoint(PASSIVE)`)
+		e.conn.ExecContext(context.Background(), `PRAGMA wal_checkpoint(PASSIVE)`)
 	}
 }

@@ -30,81 +30,67 @@ type Logout struct {
 
 // Tx is a write transaction shared by a batch of writes.
 type Tx struct {
-	s  *Store
-	tx *sql.Tx // SQLite: statements are kept prepared across transactions (stmt)
-	// conn (PostgreSQL) is the connection the transaction runs on: pgx
-	// keeps its statements prepared, and the engine sends its own BEGIN and
-	// COMMIT, each together with what goes with it, in one round trip.
+	s *Store
+	// conn is the connection the transaction runs on; the engine sends its
+	// BEGIN and COMMIT (PostgreSQL: each together with what goes with it,
+	// in one round trip).
 	conn *sql.Conn
 	ctx  context.Context
 	now  time.Time
 	out  Committed
-	// stmts holds the statements prepared in this transaction.
-	stmts map[string]*sql.Stmt
-	// fresh lists queries first prepared in this transaction.
-	fresh []string
 	// known caches which users exist, for this transaction only.
 	known map[string]bool
 	// autoSend holds users' auto_send_bot as their last entry read it.
 	autoSend map[string]bool
 }
 
-// stmt returns the statement for query in this transaction. Statements
-// live on the writer's connection across transactions: preparing costs as
-// much as running, and a lone webhook's transaction would pay it for each
-// of its statements. A query seen for the first time is prepared in the
-// transaction, and on the connection once the transaction is over (the
-// writer's only connection is busy until then).
+// stmt returns query prepared on the writer's connection, where it stays:
+// preparing costs as much as running, and a lone webhook's transaction
+// would pay it for each of its statements. Nil on PostgreSQL, whose driver
+// keeps its statements prepared itself.
 func (tx *Tx) stmt(query string) (*sql.Stmt, error) {
-	if st, ok := tx.stmts[query]; ok {
+	if tx.s.w.stmts == nil {
+		return nil, nil
+	}
+	if st, ok := tx.s.w.stmts[query]; ok {
 		return st, nil
 	}
-	var st *sql.Stmt
-	if kept, ok := tx.s.w.stmts[query]; ok {
-		st = tx.tx.StmtContext(tx.ctx, kept)
-	} else {
-		var err error
-		if st, err = tx.tx.PrepareContext(tx.ctx, tx.s.eng.rebind(query)); err != nil {
-			return nil, fmt.Errorf("prepare: %w", err)
-		}
-		tx.fresh = append(tx.fresh, query)
+	st, err := tx.conn.PrepareContext(tx.ctx, query)
+	if err != nil {
+		return nil, fmt.Errorf("prepare: %w", err)
 	}
-	tx.stmts[query] = st
+	tx.s.w.stmts[query] = st
 	return st, nil
 }
 
 func (tx *Tx) exec(query string, args ...any) (sql.Result, error) {
-	if tx.conn != nil {
+	st, err := tx.stmt(query)
+	switch {
+	case err != nil:
+		return nil, err
+	case st == nil:
 		return tx.conn.ExecContext(tx.ctx, tx.s.eng.rebind(query), tx.s.eng.args(args)...)
 	}
-	st, err := tx.stmt(query)
-	if err != nil {
-		return nil, err
-	}
-	return st.ExecContext(tx.ctx, tx.s.eng.args(args)...)
+	return st.ExecContext(tx.ctx, args...)
 }
 
 func (tx *Tx) queryRow(query string, args ...any) *sql.Row {
-	if tx.conn != nil {
-		return tx.conn.QueryRowContext(tx.ctx, tx.s.eng.rebind(query), tx.s.eng.args(args)...)
+	if st, err := tx.stmt(query); st != nil && err == nil {
+		return st.QueryRowContext(tx.ctx, args...)
 	}
-	st, err := tx.stmt(query)
-	if err != nil {
-		// A Row carrying the error: Scan reports it.
-		return tx.tx.QueryRowContext(tx.ctx, tx.s.eng.rebind(query), tx.s.eng.args(args)...)
-	}
-	return st.QueryRowContext(tx.ctx, tx.s.eng.args(args)...)
+	// PostgreSQL, or a Row carrying the error: Scan reports it.
+	return tx.conn.QueryRowContext(tx.ctx, tx.s.eng.rebind(query), tx.s.eng.args(args)...)
 }
 
 func (tx *Tx) query(query string, args ...any) (*sql.Rows, error) {
-	if tx.conn != nil {
+	st, err := tx.stmt(query)
+	switch {
+	case err != nil:
+		return nil, err
+	case st == nil:
 		return tx.conn.QueryContext(tx.ctx, tx.s.eng.rebind(query), tx.s.eng.args(args)...)
 	}
-	st, err := tx.stmt(query)
-	if err != nil {
-		return nil, err
-	}
-	return st.QueryContext(tx.ctx, tx.s.eng.args(args)...)
+	return st.QueryContext(tx.ctx, args...)
 }
 
 // writer is the group committer: one goroutine takes every pending write,
@@ -112,8 +98,8 @@ func (tx *Tx) query(query string, args ...any) (*sql.Rows, error) {
 // serves hundreds of webhooks; when idle, a write commits at once.
 type writer struct {
 	s *Store
-	// stmts are the statements kept prepared on the writer's connection;
-	// only the writer goroutine uses them.
+	// stmts are the statements kept prepared on the writer's connection
+	// (SQLite; nil on PostgreSQL); only the writer goroutine uses them.
 	stmts map[string]*sql.Stmt
 	// users caches users known to exist as of the last commit (only the
 	// writer deletes users, and it drops them here first), saving every
@@ -133,9 +119,10 @@ type op struct {
 }
 
 func newWriter(s *Store) *writer {
-	w := &writer{s: s, stmts: map[string]*sql.Stmt{}, ops: make(chan *op, s.opts.MaxBatch), quit: make(chan struct{}), done: make(chan struct{})}
+	w := &writer{s: s, ops: make(chan *op, s.opts.MaxBatch), quit: make(chan struct{}), done: make(chan struct{})}
 	if !s.eng.shared() {
 		w.users = map[string]struct{}{}
+		w.stmts = map[string]*sql.Stmt{}
 	}
 	go w.run()
 	return w
@@ -255,7 +242,7 @@ var errIsolate = errors.New("a write of the batch failed")
 // fails and isolate is set, apply rolls back and returns errIsolate.
 func (w *writer) apply(ops []*op, isolate bool) ([]error, error) {
 	ctx := context.Background() // one caller's deadline must not abort the others' writes
-	tx := &Tx{s: w.s, ctx: ctx, now: w.s.opts.Now(), stmts: make(map[string]*sql.Stmt), known: map[string]bool{}, autoSend: map[string]bool{}}
+	tx := &Tx{s: w.s, ctx: ctx, now: w.s.opts.Now(), known: map[string]bool{}, autoSend: map[string]bool{}}
 	if err := w.s.eng.begin(tx); err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
 	}
@@ -285,19 +272,5 @@ func (w *writer) apply(ops []*op, isolate bool) ([]error, error) {
 			}
 		}
 	}
-	w.keep(tx.fresh)
 	return errs, nil
-}
-
-// keep prepares queries on the writer's connection, now free, for the
-// transactions to come. A failure only means they are prepared again.
-func (w *writer) keep(queries []string) {
-	for _, q := range queries {
-		if _, ok := w.stmts[q]; ok {
-			continue
-		}
-		if st, err := w.s.db.Prepare(w.s.eng.rebind(q)); err == nil {
-			w.stmts[q] = st
-		}
-	}
 }

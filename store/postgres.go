@@ -79,9 +79,6 @@ func openPostgres(ctx context.Context, s *Store) (err error) {
 	if err := e.migrate(ctx); err != nil {
 		return err
 	}
-	if err := s.init(ctx); err != nil {
-		return err
-	}
 	read, err := openPostgresPool(e.url)
 	if err != nil {
 		return err

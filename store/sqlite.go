@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -18,7 +19,12 @@ import (
 // connection, a pool of query-only readers, and a checkpointer beside them.
 type sqliteEngine struct {
 	processOnce
-	s                  *Store
+	s *Store
+	// conn is the writer's connection, held for the store's life: its
+	// statements stay prepared on it, and the engine sends BEGIN and COMMIT
+	// itself. A sql.Tx would wrap every statement again in each
+	// transaction, and watch each query's context with a goroutine.
+	conn               *sql.Conn
 	ckpt               *sql.DB // the checkpointer's connection (see checkpoint.go)
 	ckptStop, ckptDone chan struct{}
 	catchUp            atomic.Bool // the checkpointer asks the writer to help
@@ -55,9 +61,6 @@ func openSQLite(ctx context.Context, s *Store) (err error) {
 	if err := migrate(ctx, s.db, "sqlite", e.rebind); err != nil {
 		return err
 	}
-	if err := s.init(ctx); err != nil {
-		return err
-	}
 	read, err := sql.Open("sqlite3", dsn(opts.Path, opts, true))
 	if err != nil {
 		return err
@@ -72,6 +75,9 @@ func openSQLite(ctx context.Context, s *Store) (err error) {
 		return err
 	}
 	e.ckpt.SetMaxOpenConns(1)
+	if e.conn, err = s.db.Conn(ctx); err != nil {
+		return err
+	}
 	s.w = newWriter(s)
 	e.ckptStop, e.ckptDone = make(chan struct{}), make(chan struct{})
 	go e.checkpointer(e.ckpt, e.ckptStop, e.ckptDone)
@@ -115,16 +121,21 @@ func (e *sqliteEngine) skipLocked() string { return "" }
 // readTx: a SQLite read transaction sees one snapshot from its first read.
 func (e *sqliteEngine) readTx() *sql.TxOptions { return nil }
 
-func (e *sqliteEngine) begin(tx *Tx) (err error) {
-	tx.tx, err = e.s.db.BeginTx(tx.ctx, nil)
+// begin takes the write lock up front: a deferred read-then-write
+// transaction can fail with SQLITE_BUSY without waiting.
+func (e *sqliteEngine) begin(tx *Tx) error {
+	tx.conn = e.conn
+	_, err := tx.exec(`BEGIN IMMEDIATE`)
 	return err
 }
 
-func (e *sqliteEngine) rollback(tx *Tx) { tx.tx.Rollback() }
+// rollback fails only when there is no transaction left: SQLite rolls
+// back by itself after some errors.
+func (e *sqliteEngine) rollback(tx *Tx) { tx.exec(`ROLLBACK`) }
 
 // commit: the writer is the only one, so commit order is its order.
 func (e *sqliteEngine) commit(tx *Tx) error {
-	if err := tx.tx.Commit(); err != nil {
+	if _, err := tx.exec(`COMMIT`); err != nil {
 		return err
 	}
 	tx.out.Local = true
@@ -159,5 +170,5 @@ func (e *sqliteEngine) ready() error { return nil }
 func (e *sqliteEngine) close() error {
 	close(e.ckptStop)
 	<-e.ckptDone
-	return e.ckpt.Close()
+	return errors.Join(e.conn.Close(), e.ckpt.Close())
 }

@@ -131,33 +131,40 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.init(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
-// init reads (creating them the first time) the database's identity and
-// hashing key, once migrated.
+// init reads this database's epoch and hashing key, creating them on
+// first use, through the writer.
 func (s *Store) init(ctx context.Context) error {
-	var err error
-	if s.epoch, err = s.metaOrCreate(ctx, "epoch", 12); err != nil {
+	var epoch, key string
+	err := s.w.do(ctx, func(tx *Tx) (err error) {
+		if epoch, err = tx.metaOrCreate("epoch", 12); err != nil {
+			return err
+		}
+		key, err = tx.metaOrCreate("hash_key", 32)
 		return err
-	}
-	key, err := s.metaOrCreate(ctx, "hash_key", 32)
+	})
 	if err != nil {
 		return err
 	}
+	s.epoch = epoch
 	s.hashKey, _ = hex.DecodeString(key)
 	return nil
 }
 
 // metaOrCreate returns a meta value, creating it as n random bytes in hex
 // when absent. The insert cannot overwrite a value another process set.
-func (s *Store) metaOrCreate(ctx context.Context, key string, n int) (string, error) {
-	if _, err := s.db.ExecContext(ctx, s.eng.rebind(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING`),
-		key, randomHex(n)); err != nil {
+func (tx *Tx) metaOrCreate(key string, n int) (string, error) {
+	if _, err := tx.exec(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING`, key, randomHex(n)); err != nil {
 		return "", fmt.Errorf("meta %s: %w", key, err)
 	}
 	var v string
-	if err := s.db.QueryRowContext(ctx, s.eng.rebind(`SELECT value FROM meta WHERE key = ?`), key).Scan(&v); err != nil {
+	if err := tx.queryRow(`SELECT value FROM meta WHERE key = ?`, key).Scan(&v); err != nil {
 		return "", fmt.Errorf("meta %s: %w", key, err)
 	}
 	return v, nil
@@ -165,8 +172,12 @@ func (s *Store) metaOrCreate(ctx context.Context, key string, n int) (string, er
 
 // Secret returns the named generated secret (dev mode keeps its webhook and
 // token secrets here), creating it as 32 random bytes in hex when absent.
-func (s *Store) Secret(ctx context.Context, name string) (string, error) {
-	return s.metaOrCreate(ctx, "secret:"+name, 32)
+func (s *Store) Secret(ctx context.Context, name string) (v string, err error) {
+	err = s.w.do(ctx, func(tx *Tx) error {
+		v, err = tx.metaOrCreate("secret:"+name, 32)
+		return err
+	})
+	return v, err
 }
 
 // LookupSecret returns a generated secret without creating it: ErrNotFound
