@@ -321,6 +321,10 @@ func (t *tab) wake(r hub.Reason) {
 func (t *tab) flush() {
 	for {
 		msgs, reason := t.sub.Next()
+		if reason == hub.ReasonShutdown {
+			t.stop()
+			return
+		}
 		if reason != hub.ReasonNone {
 			t.closeFor(reason)
 			return // flushing stays true: this tab writes no more
@@ -414,6 +418,31 @@ func (t *tab) readFailed(err error) {
 	}
 	t.close(websocket.StatusNormalClosure, "", reason)
 }
+
+// stop ends the tab for a server stop; the caller holds flushing. The 1012
+// is written and the sending side shut at once, and the client's reply ends
+// the reader: a close handshake per tab, through the library, made a stop
+// with 15,000 tabs take two seconds.
+func (t *tab) stop() {
+	t.closeOnce.Do(func() {
+		t.srv.metrics.wsDisconnects.WithLabelValues("shutdown").Inc()
+		tc, ok := t.raw.(*net.TCPConn)
+		if t.rc == nil || !ok {
+			go t.conn.Close(websocket.StatusServiceRestart, "server restarting")
+		} else {
+			t.rc.Write(func(fd uintptr) bool {
+				writeFd(fd, closeFrameRestart) // a socket with no room: the client is stuck
+				return true
+			})
+			tc.CloseWrite()
+		}
+		time.AfterFunc(closeGrace, func() { t.raw.Close() })
+	})
+}
+
+// closeFrameRestart is a close frame with 1012 "server restarting", as a
+// server sends it.
+var closeFrameRestart = append([]byte{0x88, 2 + byte(len("server restarting")), 0x03, 0xf4}, "server restarting"...)
 
 // closeGrace bounds a close handshake. The library waits up to 5 s to write
 // the close frame and 5 s more for the client's reply, and cannot be cut

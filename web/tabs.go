@@ -114,6 +114,10 @@ func (ts *tabSet) closeAll() {
 	}
 	ts.mu.Unlock()
 	for _, t := range all {
-		t.close(websocket.StatusServiceRestart, "server restarting", "shutdown")
+		if t.flushing.CompareAndSwap(false, true) {
+			t.stop()
+		} else { // a writer has the socket: it stops when it sees the hub closed
+			t.close(websocket.StatusServiceRestart, "server restarting", "shutdown")
+		}
 	}
 }

@@ -147,13 +147,16 @@ func (b *bench) launch(ctx context.Context, addr string) (*exec.Cmd, string, err
 
 // restart stops the server with SIGTERM (tabs get 1012) and starts it again
 // on the same address and database.
-func (b *bench) restart(ctx context.Context) error {
+// It returns how long the old server took to exit.
+func (b *bench) restart(ctx context.Context) (time.Duration, error) {
 	if b.cmd == nil {
-		return fmt.Errorf("storm with a restart needs --server")
+		return 0, fmt.Errorf("storm with a restart needs --server")
 	}
+	start := time.Now()
 	b.cmd.Process.Signal(syscall.SIGTERM)
 	b.cmd.Wait()
-	return b.start(ctx, b.addr)
+	stopped := time.Since(start)
+	return stopped, b.start(ctx, b.addr)
 }
 
 func (b *bench) close() {

@@ -46,9 +46,11 @@ func runStorm(ctx context.Context, b *bench) (*report, error) {
 	restarted := "sockets dropped by the clients"
 	if b.cmd != nil {
 		restarted = "server restarted"
-		if err := b.restart(ctx); err != nil {
+		stopped, err := b.restart(ctx)
+		if err != nil {
 			return nil, err
 		}
+		r.set("server_stopped_s", stopped.Seconds())
 	} else {
 		closeTabs(tabs)
 	}
