@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"os"
 	"sync"
 	"time"
@@ -78,6 +79,7 @@ type Store struct {
 	read      readPool // a pool of read connections
 	epoch     string
 	hashKey   []byte
+	hashers   sync.Pool // of *hasher keyed with hashKey: two hashes per webhook
 	w         *writer
 	aead      cipher.AEAD          // seals Zoom tokens; nil without a SecretKey
 	readStmts map[string]*sql.Stmt // see reader.go; read only after Open
@@ -230,12 +232,25 @@ func (s *Store) Ping(ctx context.Context) error { return s.eng.ping(ctx) }
 // hash is the keyed hash under which onair remembers what it must not keep
 // in the clear (a deauthorized user's id) and deduplication keys.
 func (s *Store) hash(parts ...string) string {
-	m := hmac.New(sha256.New, s.hashKey)
-	for _, p := range parts {
-		m.Write([]byte(p))
-		m.Write([]byte{0})
+	h, _ := s.hashers.Get().(*hasher)
+	if h == nil {
+		h = &hasher{mac: hmac.New(sha256.New, s.hashKey)}
 	}
-	return hex.EncodeToString(m.Sum(nil))
+	defer s.hashers.Put(h)
+	h.buf = h.buf[:0]
+	for _, p := range parts {
+		h.buf = append(append(h.buf, p...), 0)
+	}
+	h.mac.Reset()
+	h.mac.Write(h.buf)
+	return hex.EncodeToString(h.mac.Sum(h.sum[:0]))
+}
+
+// hasher is a keyed HMAC with room for its input and sum, reused.
+type hasher struct {
+	mac hash.Hash
+	buf []byte
+	sum [sha256.Size]byte
 }
 
 func randomHex(n int) string {
