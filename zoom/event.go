@@ -219,8 +219,12 @@ const minMS, maxMS = -62135596800000, 253402300799999
 
 // ParseTime reads the time formats Zoom uses; zero when it cannot.
 func ParseTime(s string) time.Time {
-	// A date-time is not tried as a number first: each failed parse
-	// allocates its error, and this runs several times per webhook.
+	// Each failed parse allocates its error, and this runs several times
+	// per webhook: an absent time (most end times) is not parsed at all,
+	// and a date-time is not tried as a number first.
+	if s == "" {
+		return time.Time{}
+	}
 	if !strings.ContainsAny(s, ":") {
 		if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
 			if ms < minMS || ms > maxMS {
