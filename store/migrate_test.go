@@ -3,10 +3,12 @@ package store_test
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"onair/store"
 )
@@ -135,4 +137,41 @@ func TestSecret(t *testing.T) {
 			t.Fatalf("lookup beside the running store: got %q, %v; want %q", got, err, s1)
 		}
 	})
+}
+
+// Closing a store lets go of its database: the writer's statements are
+// prepared on a connection it holds, and SQLite keeps a connection (its
+// files) open while any of its statements is.
+func TestCloseReleasesTheDatabase(t *testing.T) {
+	ctx := context.Background()
+	path := dbPath(t)
+	openFiles := func() int {
+		n := 0
+		fds, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skipf("no /proc/self/fd: %v", err)
+		}
+		for _, fd := range fds {
+			if target, err := os.Readlink("/proc/self/fd/" + fd.Name()); err == nil && strings.HasPrefix(target, path) {
+				n++
+			}
+		}
+		return n
+	}
+	for i := range 3 {
+		st, err := store.Open(ctx, store.Options{Path: path})
+		if err != nil {
+			t.Fatal(err)
+		}
+		MustAccept(t, st, started("alice", uuidN(i), t0.Add(time.Duration(i)*time.Second)))
+		if _, err := st.Secret(ctx, "webhook"); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Close(); err != nil {
+			t.Fatalf("close: %v", err)
+		}
+		if got := openFiles(); got != 0 {
+			t.Fatalf("after close %d: %d files of the database still open", i+1, got)
+		}
+	}
 }

@@ -79,6 +79,9 @@ func openPostgres(ctx context.Context, s *Store) (err error) {
 	if err := e.migrate(ctx); err != nil {
 		return err
 	}
+	if err := s.init(ctx); err != nil {
+		return err
+	}
 	read, err := openPostgresPool(e.url)
 	if err != nil {
 		return err

@@ -61,6 +61,9 @@ func openSQLite(ctx context.Context, s *Store) (err error) {
 	if err := migrate(ctx, s.db, "sqlite", e.rebind); err != nil {
 		return err
 	}
+	if err := s.init(ctx); err != nil {
+		return err
+	}
 	read, err := sql.Open("sqlite3", dsn(opts.Path, opts, true))
 	if err != nil {
 		return err
@@ -170,5 +173,10 @@ func (e *sqliteEngine) ready() error { return nil }
 func (e *sqliteEngine) close() error {
 	close(e.ckptStop)
 	<-e.ckptDone
+	// Statements prepared on a held connection are not the pool's to close,
+	// and SQLite keeps a connection open while any statement is.
+	for _, st := range e.s.w.stmts {
+		st.Close()
+	}
 	return errors.Join(e.conn.Close(), e.ckpt.Close())
 }

@@ -133,24 +133,17 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.init(ctx); err != nil {
-		s.Close()
-		return nil, err
-	}
 	return s, nil
 }
 
 // init reads this database's epoch and hashing key, creating them on
-// first use, through the writer.
+// first use; the engines call it once migrated, before the writer starts.
 func (s *Store) init(ctx context.Context) error {
-	var epoch, key string
-	err := s.w.do(ctx, func(tx *Tx) (err error) {
-		if epoch, err = tx.metaOrCreate("epoch", 12); err != nil {
-			return err
-		}
-		key, err = tx.metaOrCreate("hash_key", 32)
+	epoch, err := s.metaOrCreate(ctx, s.db, "epoch", 12)
+	if err != nil {
 		return err
-	})
+	}
+	key, err := s.metaOrCreate(ctx, s.db, "hash_key", 32)
 	if err != nil {
 		return err
 	}
@@ -159,14 +152,21 @@ func (s *Store) init(ctx context.Context) error {
 	return nil
 }
 
+// execer is a database, or one of its connections.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
 // metaOrCreate returns a meta value, creating it as n random bytes in hex
 // when absent. The insert cannot overwrite a value another process set.
-func (tx *Tx) metaOrCreate(key string, n int) (string, error) {
-	if _, err := tx.exec(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING`, key, randomHex(n)); err != nil {
+func (s *Store) metaOrCreate(ctx context.Context, q execer, key string, n int) (string, error) {
+	if _, err := q.ExecContext(ctx, s.eng.rebind(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING`),
+		key, randomHex(n)); err != nil {
 		return "", fmt.Errorf("meta %s: %w", key, err)
 	}
 	var v string
-	if err := tx.queryRow(`SELECT value FROM meta WHERE key = ?`, key).Scan(&v); err != nil {
+	if err := q.QueryRowContext(ctx, s.eng.rebind(`SELECT value FROM meta WHERE key = ?`), key).Scan(&v); err != nil {
 		return "", fmt.Errorf("meta %s: %w", key, err)
 	}
 	return v, nil
@@ -174,9 +174,10 @@ func (tx *Tx) metaOrCreate(key string, n int) (string, error) {
 
 // Secret returns the named generated secret (dev mode keeps its webhook and
 // token secrets here), creating it as 32 random bytes in hex when absent.
+// It goes through the writer, which holds SQLite's one writer connection.
 func (s *Store) Secret(ctx context.Context, name string) (v string, err error) {
 	err = s.w.do(ctx, func(tx *Tx) error {
-		v, err = tx.metaOrCreate("secret:"+name, 32)
+		v, err = s.metaOrCreate(tx.ctx, tx.conn, "secret:"+name, 32)
 		return err
 	})
 	return v, err

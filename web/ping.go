@@ -2,14 +2,12 @@ package web
 
 import (
 	"context"
+	"encoding/binary"
+	"sync/atomic"
 	"syscall"
 
 	"onair/hub"
 )
-
-// pingFrame is a WebSocket ping as a server sends it: FIN, opcode 0x9,
-// unmasked, no payload.
-var pingFrame = []byte{0x89, 0x00}
 
 // pinger writes pings straight to the tabs' sockets, for the ticker's
 // goroutine alone. coder/websocket's Conn.Ping waits for the pong, so each
@@ -17,22 +15,23 @@ var pingFrame = []byte{0x89, 0x00}
 // here the ping is written and forgotten, the library reports the pong
 // (OnPongReceived), and the ticker closes the tabs whose pong is overdue.
 type pinger struct {
-	n   int
-	err error
-	fn  func(fd uintptr) bool // p.write, bound once
+	frame [10]byte // FIN, opcode 0x9, unmasked, 8 bytes of payload: the due tick
+	n     int
+	err   error
+	fn    func(fd uintptr) bool // p.write, bound once
 }
 
 func newPinger() *pinger {
-	p := &pinger{}
+	p := &pinger{frame: [10]byte{0x89, 8}}
 	p.fn = p.write
 	return p
 }
 
-// write makes one attempt: a socket with no room for two bytes belongs to
-// a client that stopped reading, and waiting for it would stall the ticker.
+// write makes one attempt: a socket with no room for the ping belongs to a
+// client that stopped reading, and waiting for it would stall the ticker.
 func (p *pinger) write(fd uintptr) bool {
 	for {
-		p.n, p.err = writeFd(fd, pingFrame)
+		p.n, p.err = writeFd(fd, p.frame[:])
 		if p.err != syscall.EINTR {
 			return true
 		}
@@ -41,21 +40,27 @@ func (p *pinger) write(fd uintptr) bool {
 
 // ping sends t a ping that must be answered by the tick due, unless a
 // writer holds the socket: the tab is then pinged on a later visit. Holding
-// flushing keeps the two bytes from landing inside a frame onair writes; the
+// flushing keeps the ping from landing inside a frame onair writes; the
 // frames the library writes itself (pongs, close) take one write each.
 func (p *pinger) ping(t *tab, due int64) {
 	if !t.flushing.CompareAndSwap(false, true) {
 		return
 	}
 	// Armed before the write: the pong may come back before the write returns.
-	t.pongDue.Store(due)
+	t.pong.due.Store(due)
+	binary.BigEndian.PutUint64(p.frame[2:], uint64(due))
 	switch {
-	case t.rc == nil: // no raw socket on this system
-		go t.conn.Ping(context.Background()) // ends at the pong or the close
+	case t.rc == nil: // no raw socket on this system: the library pings
+		go func() {
+			if t.conn.Ping(context.Background()) == nil { // at the pong, or the close
+				t.pong.due.CompareAndSwap(due, 0)
+			}
+		}()
 	case t.rc.Write(p.fn) != nil:
-		// The socket is closed: its reader ends the tab.
-	case p.err == nil && p.n < len(pingFrame):
-		t.raw.Close() // half a frame on the wire: the stream is broken
+		// The socket is closed (its reader ends the tab), or its write
+		// deadline has passed (a slow consumer, being closed).
+	case p.err == nil && p.n < len(p.frame):
+		t.abort("slow_consumer") // part of a frame on the wire: the stream is broken
 	}
 	// After EAGAIN the ping stays armed: a client that stopped reading is
 	// closed when its pong is overdue.
@@ -65,14 +70,27 @@ func (p *pinger) ping(t *tab, due int64) {
 	}
 }
 
-// pong records that the client answered; any pong will do.
-func (t *tab) pong(context.Context, []byte) { t.pongDue.Store(0) }
+// pongWait is what the ticker and the reader share about a tab's last
+// ping: the tick by which it must be answered, 0 once it has been. It is
+// apart from the tab so that the library's callback does not hold the tab:
+// the tab holds the connection, which has a finalizer, and a cycle through
+// it would never be collected if the library was never closed.
+type pongWait struct{ due atomic.Int64 }
 
-// pingTimedOut closes a tab whose client stopped answering: there is no
-// handshake to wait for.
-func (t *tab) pingTimedOut() {
+// pong is the library's OnPongReceived: only the answer to the last ping
+// counts, as with Conn.Ping, so unsolicited pongs keep no dead tab open.
+func (w *pongWait) pong(_ context.Context, payload []byte) {
+	if len(payload) == 8 {
+		w.due.CompareAndSwap(int64(binary.BigEndian.Uint64(payload)), 0)
+	}
+}
+
+// abort closes a tab at once, with no handshake to wait for: its client
+// stopped answering, or its stream is broken.
+func (t *tab) abort(reason string) {
 	t.closeOnce.Do(func() {
-		t.srv.metrics.wsDisconnects.WithLabelValues("ping_timeout").Inc()
-		go t.conn.CloseNow() // closes the socket at once, then waits for the reader
+		t.closing.Store(true)
+		t.srv.metrics.wsDisconnects.WithLabelValues(reason).Inc()
+		go t.conn.CloseNow() // closes the socket at once, then waits for the library's goroutines
 	})
 }

@@ -41,11 +41,9 @@ type tab struct {
 	raw  net.Conn        // the hijacked connection under conn
 	rc   syscall.RawConn // raw's socket, for pings; nil where there is none
 	slot int
-	// pongDue is the ping tick by which the client must answer the ping
-	// last sent; 0 when it has answered.
-	pongDue atomic.Int64
-	sub     *hub.Subscription
-	user    string
+	pong *pongWait
+	sub  *hub.Subscription
+	user string
 	// session is the signed-in browser the handshake came with, if any: a
 	// hello without a token is that user, and the socket closes with it.
 	session *session
@@ -57,12 +55,16 @@ type tab struct {
 	welcomed atomic.Bool
 	last     int64 // seq of the last frame written; owned by whoever holds flushing
 
-	closeOnce sync.Once // the socket is closed, and its reason counted, once
+	closeOnce sync.Once   // the socket is closed, and its reason counted, once
+	closing   atomic.Bool // closeOnce has run: the ticker leaves the tab alone
 
 	// writeDeadline is when the write in progress times out (Unix ns; 0
 	// when none is): once it has passed, the write fails and the tab is
 	// closed as a slow consumer, not as a client that left.
 	writeDeadline atomic.Int64
+	// deadlineMu keeps a drop's abort from landing after the write it was
+	// meant for has cleared its deadline.
+	deadlineMu sync.Mutex
 }
 
 func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
@@ -84,8 +86,8 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	}
 	// The origin was checked above against the exact allowed list.
 	hj := &leanHijacker{ResponseWriter: w}
-	t := &tab{srv: s, session: sess}
-	conn, err := websocket.Accept(hj, r, &websocket.AcceptOptions{InsecureSkipVerify: true, OnPongReceived: t.pong})
+	t := &tab{srv: s, session: sess, pong: &pongWait{}}
+	conn, err := websocket.Accept(hj, r, &websocket.AcceptOptions{InsecureSkipVerify: true, OnPongReceived: t.pong.pong})
 	if err != nil {
 		return // Accept has answered the request
 	}
@@ -309,6 +311,8 @@ func (t *tab) wake(r hub.Reason) {
 	} else if r != hub.ReasonNone {
 		t.closeFor(r)
 		time.AfterFunc(dropGrace, func() {
+			t.deadlineMu.Lock()
+			defer t.deadlineMu.Unlock()
 			if t.writeDeadline.Load() != 0 {
 				t.raw.SetWriteDeadline(time.Now()) // abort the write in progress
 			}
@@ -357,17 +361,21 @@ func (t *tab) write(frame []byte, typ string) bool {
 	// A deadline on the socket rather than a context on the write: a
 	// context would cost an allocation and a timer per frame.
 	deadline := time.Now().Add(t.srv.cfg.WriteTimeout)
+	t.deadlineMu.Lock()
 	t.writeDeadline.Store(deadline.UnixNano())
 	t.raw.SetWriteDeadline(deadline)
+	t.deadlineMu.Unlock()
 	err := t.conn.Write(context.Background(), websocket.MessageText, frame)
-	t.raw.SetWriteDeadline(time.Time{}) // the library's own frames (pongs, close) have theirs
 	if err != nil {
 		if !t.closeDropped() {
 			t.close(websocket.StatusGoingAway, "write failed", "client")
 		}
 		return false
 	}
+	t.deadlineMu.Lock()
 	t.writeDeadline.Store(0)
+	t.raw.SetWriteDeadline(time.Time{}) // the library's own frames (pongs, close) have theirs
+	t.deadlineMu.Unlock()
 	t.srv.metrics.wsSent.WithLabelValues(typ).Inc()
 	return true
 }
@@ -425,6 +433,7 @@ func (t *tab) readFailed(err error) {
 // with 15,000 tabs take two seconds.
 func (t *tab) stop() {
 	t.closeOnce.Do(func() {
+		t.closing.Store(true)
 		t.srv.metrics.wsDisconnects.WithLabelValues("shutdown").Inc()
 		tc, ok := t.raw.(*net.TCPConn)
 		if t.rc == nil || !ok {
@@ -436,7 +445,10 @@ func (t *tab) stop() {
 			})
 			tc.CloseWrite()
 		}
-		time.AfterFunc(closeGrace, func() { t.raw.Close() })
+		time.AfterFunc(closeGrace, func() {
+			t.raw.Close()
+			t.conn.CloseNow() // the library, which saw no close frame, lets go too
+		})
 	})
 }
 
@@ -454,6 +466,7 @@ const closeGrace = 2 * time.Second
 // connection is closed whatever the handshake's state.
 func (t *tab) close(code websocket.StatusCode, text, reason string) {
 	t.closeOnce.Do(func() {
+		t.closing.Store(true)
 		t.srv.metrics.wsDisconnects.WithLabelValues(reason).Inc()
 		go t.conn.Close(code, text) // the close handshake may take seconds
 		time.AfterFunc(closeGrace, func() { t.raw.Close() })

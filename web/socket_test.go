@@ -990,6 +990,42 @@ func TestWSPing(t *testing.T) {
 			t.Fatalf("ping_timeout disconnects: got %v, want %v", got, want)
 		}
 	})
+	t.Run("pongs that answer no ping keep no tab open", func(t *testing.T) {
+		e := newEnv(t, func(c *Config, h *hub.Options) {
+			c.PingInterval = 250 * time.Millisecond
+			c.PingTimeout = 300 * time.Millisecond
+		})
+		conn, err := net.Dial("tcp", strings.TrimPrefix(e.http.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		hello, _ := json.Marshal(map[string]string{"type": "hello", "token": e.token("ping-liar")})
+		req := "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+		if _, err := conn.Write(append([]byte(req), maskedTextFrame(hello)...)); err != nil {
+			t.Fatal(err)
+		}
+		sockWaitMetric(e, "onair_ws_connections", 1)
+		// It never reads, so it never sees a ping; it sends pongs of its own.
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			pong := append([]byte{0x8a, 0x80 | 8, 0, 0, 0, 0}, "12345678"...)
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
+				if _, err := conn.Write(pong); err != nil {
+					return
+				}
+			}
+		}()
+		sockWaitMetric(e, `onair_ws_disconnects_total{reason="ping_timeout"}`, 1)
+		sockWaitMetric(e, "onair_ws_connections", 0)
+	})
 }
 
 // Pings are written straight to the socket, beside the frames onair and

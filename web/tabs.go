@@ -4,8 +4,6 @@ import (
 	"context"
 	"sync"
 	"time"
-
-	"github.com/coder/websocket"
 )
 
 // pingTick is how often the shared ping ticker visits its next slot of
@@ -62,8 +60,10 @@ func (ts *tabSet) run(ctx context.Context) {
 	tick := time.NewTicker(ts.tick)
 	defer tick.Stop()
 	n := int64(len(ts.slots))
-	wait := int64((ts.srv.cfg.PingTimeout + ts.tick - 1) / ts.tick) // ticks a pong may take
-	lag := min(n, wait)                                             // ticks from a ping to its check
+	// Ticks a pong may take: one more than the timeout's worth, as a tick
+	// the loop was too busy to take arrives at once after it.
+	wait := int64((ts.srv.cfg.PingTimeout+ts.tick-1)/ts.tick) + 1
+	lag := min(n, wait) // ticks from a ping to its check
 	p := newPinger()
 	var ping, overdue []*tab // reused: a slot's worth each
 	for i := n; ; i++ {      // from n: i-lag is never negative
@@ -75,18 +75,20 @@ func (ts *tabSet) run(ctx context.Context) {
 		ping, overdue = ping[:0], overdue[:0]
 		ts.mu.Lock()
 		for t := range ts.slots[(i-lag)%n] {
-			if due := t.pongDue.Load(); due != 0 && due <= i {
+			if due := t.pong.due.Load(); due != 0 && due <= i && !t.closing.Load() {
 				overdue = append(overdue, t)
 			}
 		}
 		for t := range ts.slots[i%n] {
-			if t.welcomed.Load() {
+			// A closing tab may have a close frame stuck in its socket: a
+			// ping would wait for it.
+			if t.welcomed.Load() && !t.closing.Load() {
 				ping = append(ping, t)
 			}
 		}
 		ts.mu.Unlock()
 		for _, t := range overdue {
-			t.pingTimedOut()
+			t.abort("ping_timeout")
 		}
 		now := ts.srv.cfg.Now()
 		for _, t := range ping {
@@ -95,7 +97,7 @@ func (ts *tabSet) run(ctx context.Context) {
 				t.close(closeUnauthorized, "session expired", "auth")
 				continue
 			}
-			if t.pongDue.Load() == 0 { // else the last ping is still waiting
+			if t.pong.due.Load() == 0 { // else the last ping is still waiting
 				p.ping(t, i+wait)
 			}
 		}
@@ -116,8 +118,14 @@ func (ts *tabSet) closeAll() {
 	for _, t := range all {
 		if t.flushing.CompareAndSwap(false, true) {
 			t.stop()
-		} else { // a writer has the socket: it stops when it sees the hub closed
-			t.close(websocket.StatusServiceRestart, "server restarting", "shutdown")
+			continue
 		}
+		// A writer has the socket: a flush stops the tab when it sees the
+		// hub closed, a welcome fails to subscribe. One blocked on a
+		// client that does not read is cut off with the rest.
+		time.AfterFunc(closeGrace, func() {
+			t.raw.Close()
+			t.conn.CloseNow()
+		})
 	}
 }
