@@ -6,13 +6,13 @@ import (
 	"fmt"
 )
 
-// readQueries are the queries of a welcome, prepared once on the read pool
-// when the store opens: 15,000 tabs reconnecting after a restart would
-// otherwise prepare each of them 15,000 times. They must be prepared before
+// readQueries are the queries of a tab's handshake and welcome, prepared
+// once on the read pool when the store opens: 15,000 tabs reconnecting after
+// a restart would otherwise prepare each of them 15,000 times. They must be prepared before
 // any read transaction runs: preparing on the pool takes a connection of its
 // own, and a transaction waiting for one while every connection is held by
 // such transactions waits forever (a storm test deadlocked exactly so).
-var readQueries = []string{qPosition, qEntriesAfter, qLiveMeetings, qLiveBots}
+var readQueries = []string{qAdmit, qSession, qPosition, qEntriesAfter, qLiveMeetings, qLiveBots}
 
 func (s *Store) prepareReads(ctx context.Context) error {
 	s.readStmts = make(map[string]*sql.Stmt, len(readQueries))

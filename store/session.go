@@ -18,13 +18,14 @@ type Session struct {
 // session's sockets (so logout can close exactly those).
 func (s *Store) SessionKey(id string) string { return s.hash("session", id) }
 
+const qSession = `SELECT user_id, expires_at FROM sessions WHERE id_hash = ? AND expires_at > ?`
+
 // Session returns the live session with this id: ErrNotFound when there is
 // none or it has expired.
 func (s *Store) Session(ctx context.Context, id string) (Session, error) {
 	var sess Session
 	var exp int64
-	err := s.read.QueryRowContext(ctx, `SELECT user_id, expires_at FROM sessions WHERE id_hash = ? AND expires_at > ?`,
-		s.SessionKey(id), ms(s.opts.Now())).Scan(&sess.User, &exp)
+	err := s.readStmts[qSession].QueryRowContext(ctx, s.SessionKey(id), ms(s.opts.Now())).Scan(&sess.User, &exp)
 	if err == sql.ErrNoRows {
 		return Session{}, ErrNotFound
 	}

@@ -29,6 +29,9 @@ func (s *Store) User(ctx context.Context, id string) (User, error) {
 	return u, nil
 }
 
+const qAdmit = `SELECT EXISTS (SELECT 1 FROM users WHERE id = ?),
+		(SELECT deauthorized_at FROM deauthorizations WHERE user_hash = ?)`
+
 // Admit makes id a known user on the strength of a credential issued at
 // issuedAt (zero when unknown). After an app_deauthorized, only a
 // credential issued since then admits the user, and marks their return.
@@ -36,8 +39,7 @@ func (s *Store) Admit(ctx context.Context, id string, issuedAt time.Time) error 
 	h := s.hash("user", id)
 	var exists bool
 	var deauthAt sql.NullInt64
-	err := s.read.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM users WHERE id = ?),
-		(SELECT deauthorized_at FROM deauthorizations WHERE user_hash = ?)`, id, h).Scan(&exists, &deauthAt)
+	err := s.readStmts[qAdmit].QueryRowContext(ctx, id, h).Scan(&exists, &deauthAt)
 	if err != nil {
 		return fmt.Errorf("admit: %w", err)
 	}
