@@ -894,28 +894,35 @@ func (c *sockTap) pings() int {
 	return n
 }
 
+// dialTapped opens a socket whose received bytes are kept, to count pings.
+func dialTapped(t *testing.T, e *testEnv) (*websocket.Conn, *sockTap) {
+	t.Helper()
+	var tap *sockTap
+	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		tap = &sockTap{Conn: c}
+		return tap, nil
+	}}}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, e.wsURL(), &websocket.DialOptions{HTTPClient: client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.CloseNow() })
+	return conn, tap
+}
+
 func TestWSPing(t *testing.T) {
 	t.Run("a client that answers stays connected", func(t *testing.T) {
 		e := newEnv(t, func(c *Config, h *hub.Options) {
 			c.PingInterval = 250 * time.Millisecond
 			c.PingTimeout = 300 * time.Millisecond
 		})
-		var tap *sockTap
-		client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			tap = &sockTap{Conn: c}
-			return tap, nil
-		}}}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		conn, _, err := websocket.Dial(ctx, e.wsURL(), &websocket.DialOptions{HTTPClient: client})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.CloseNow()
+		conn, tap := dialTapped(t, e)
 		c := &wsClient{t: t, conn: conn}
 		sockHello(c, e.token("ping-ok"))
 		if got, want := c.read().Type, "welcome"; got != want {
@@ -1037,22 +1044,9 @@ func TestWSPingBetweenFrames(t *testing.T) {
 		c.PingInterval = 5 * time.Millisecond
 		c.PingTimeout = 2 * time.Second
 	})
-	var tap *sockTap
-	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		tap = &sockTap{Conn: c}
-		return tap, nil
-	}}}
+	conn, tap := dialTapped(t, e)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, _, err := websocket.Dial(ctx, e.wsURL(), &websocket.DialOptions{HTTPClient: client})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.CloseNow()
 	conn.SetReadLimit(1 << 20)
 	c := &wsClient{t: t, conn: conn}
 	sockHello(c, e.token("ping-busy"))
