@@ -86,10 +86,7 @@ func openPostgres(ctx context.Context, s *Store) (err error) {
 	if err != nil {
 		return err
 	}
-	s.read = readPool{read, e}
-	s.read.SetMaxOpenConns(8)
-	s.read.SetMaxIdleConns(8)
-	if err := s.prepareReads(ctx); err != nil {
+	if err := s.useReads(ctx, read); err != nil {
 		return err
 	}
 	// Listening before the first write: no commit of this node goes unheard.

@@ -14,7 +14,12 @@ import (
 // such transactions waits forever (a storm test deadlocked exactly so).
 var readQueries = []string{qAdmit, qSession, qPosition, qEntriesAfter, qLiveMeetings, qLiveBots}
 
-func (s *Store) prepareReads(ctx context.Context) error {
+// useReads makes db the store's read pool (8 connections) and prepares the
+// reads on it.
+func (s *Store) useReads(ctx context.Context, db *sql.DB) error {
+	s.read = readPool{db, s.eng}
+	s.read.SetMaxOpenConns(8)
+	s.read.SetMaxIdleConns(8)
 	s.readStmts = make(map[string]*sql.Stmt, len(readQueries))
 	for _, q := range readQueries {
 		st, err := s.read.PrepareContext(ctx, s.eng.rebind(q))

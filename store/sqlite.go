@@ -68,10 +68,7 @@ func openSQLite(ctx context.Context, s *Store) (err error) {
 	if err != nil {
 		return err
 	}
-	s.read = readPool{read, e}
-	s.read.SetMaxOpenConns(8)
-	s.read.SetMaxIdleConns(8)
-	if err := s.prepareReads(ctx); err != nil {
+	if err := s.useReads(ctx, read); err != nil {
 		return err
 	}
 	if e.ckpt, err = sql.Open("sqlite3", dsn(opts.Path, opts, false)); err != nil {
