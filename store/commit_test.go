@@ -154,7 +154,7 @@ func TestWriteLocked(t *testing.T) {
 		defer conn.Close()
 		lock := []string{`BEGIN IMMEDIATE`}
 		if onPostgres(t) {
-			lock = []string{`BEGIN`, `LOCK TABLE deliveries IN ACCESS EXCLUSIVE MODE`}
+			lock = []string{`BEGIN`, `LOCK TABLE delivery_keys IN ACCESS EXCLUSIVE MODE`}
 		}
 		for _, q := range lock {
 			if _, err := conn.ExecContext(ctx, q); err != nil {

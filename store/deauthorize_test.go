@@ -202,7 +202,7 @@ func TestDeauthorizeForgetsEveryTrace(t *testing.T) {
 		if len(bobLiveBefore) != 3 || len(bobBefore["bot_outbox"]) != 3 {
 			t.Fatalf("bob: %d live meetings, %d outbox items; want 3 and 3", len(bobLiveBefore), len(bobBefore["bot_outbox"]))
 		}
-		deliveriesBefore := countRows(t, db, `SELECT COUNT(*) FROM deliveries`)
+		deliveriesBefore := countRows(t, db, `SELECT COUNT(*) FROM delivery_keys`)
 
 		commitsOf := func() []store.Committed {
 			rec.mu.Lock()
@@ -233,7 +233,7 @@ func TestDeauthorizeForgetsEveryTrace(t *testing.T) {
 			listTables = `SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY 1`
 		}
 		tables := dumpRows(t, db, listTables)
-		for _, want := range []string{"bot_outbox", "bot_requests", "deauthorizations", "deliveries", "events",
+		for _, want := range []string{"bot_outbox", "bot_requests", "deauthorizations", "deliveries", "delivery_keys", "events",
 			"meeting_members", "meetings", "meta", "sessions", "users", "zoom_tokens"} {
 			if !slices.Contains(tables, "name="+want) {
 				t.Fatalf("tables: got %q, want %s among them", tables, want)
@@ -249,7 +249,7 @@ func TestDeauthorizeForgetsEveryTrace(t *testing.T) {
 		if len(hashes) != 1 || !regexp.MustCompile(`^user_hash=[0-9a-f]{64}$`).MatchString(hashes[0]) {
 			t.Errorf("deauthorizations at %v: got %q, want one keyed hash", deauthAt, hashes)
 		}
-		if got := countRows(t, db, `SELECT COUNT(*) FROM deliveries`); got != deliveriesBefore+1 {
+		if got := countRows(t, db, `SELECT COUNT(*) FROM delivery_keys`); got != deliveriesBefore+1 {
 			t.Errorf("deliveries: got %d, want %d", got, deliveriesBefore+1)
 		}
 		wantUnknown(t, st, gone)

@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -34,8 +36,11 @@ const (
 type Delivery struct {
 	Event string   // Zoom's event name
 	Key   []string // what makes a redelivery the same delivery; stored hashed
-	Kind  Kind
-	At    time.Time // event_ts (for app_deauthorized: deauthorization_time)
+	// KeyTime is the time the key carries (event_ts; zero when the event
+	// has none), the same in every redelivery: keys are stored in its order.
+	KeyTime time.Time
+	Kind    Kind
+	At      time.Time // event_ts (for app_deauthorized: deauthorization_time)
 	// Received is when the request arrived, for the push-latency metric.
 	Received time.Time
 	Meeting  MeetingInfo
@@ -45,6 +50,10 @@ type Delivery struct {
 	ParticipantAt time.Time
 	User          string // app_deauthorized: the user
 }
+
+// deliveryKeyLen is how much of the keyed hash a deduplication key keeps:
+// 128 bits, so that distinct deliveries never collide.
+const deliveryKeyLen = 16
 
 // Ingest records a delivery and applies it, once: a redelivery is reported
 // as a duplicate and changes nothing. It returns when the write is durable.
@@ -64,15 +73,31 @@ func (s *Store) Ingest(ctx context.Context, d Delivery) (Outcome, error) {
 func (tx *Tx) apply(d Delivery) (Outcome, error) {
 	// Whether the host is known comes back with the insert: one statement
 	// (on PostgreSQL, one round trip) fewer per webhook.
+	var sum [sha256.Size]byte
+	tx.s.sum(&sum, append([]string{"delivery"}, d.Key...)...)
+	var keyAt int64
+	if !d.KeyTime.IsZero() {
+		keyAt = ms(d.KeyTime)
+	}
 	var hostKnown bool
-	err := tx.queryRow(`INSERT INTO deliveries (key, event, received_at) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING
+	err := tx.queryRow(`INSERT INTO delivery_keys (at, key, received_at) VALUES (?, ?, ?) ON CONFLICT (at, key) DO NOTHING
 		RETURNING EXISTS (SELECT 1 FROM users WHERE id = ?)`,
-		tx.s.hash(append([]string{"delivery"}, d.Key...)...), d.Event, ms(d.Received), d.Meeting.HostID).Scan(&hostKnown)
+		keyAt, sum[:deliveryKeyLen], ms(d.Received), d.Meeting.HostID).Scan(&hostKnown)
 	if err == sql.ErrNoRows {
 		return OutcomeDuplicate, nil
 	}
 	if err != nil {
 		return "", fmt.Errorf("record delivery: %w", err)
+	}
+	if tx.s.legacyKeys {
+		var n int
+		err := tx.queryRow(`SELECT 1 FROM deliveries WHERE key = ?`, hex.EncodeToString(sum[:])).Scan(&n)
+		switch {
+		case err == nil:
+			return OutcomeDuplicate, nil
+		case err != sql.ErrNoRows:
+			return "", fmt.Errorf("record delivery: %w", err)
+		}
 	}
 	if hostKnown {
 		tx.known[d.Meeting.HostID] = true

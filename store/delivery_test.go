@@ -25,6 +25,30 @@ func TestDedup(t *testing.T) {
 			wantTypes(t, "host", rec.EntriesOf("host-1"), "meeting.started")
 		})
 
+		t.Run("WithoutEventTime", func(t *testing.T) {
+			// An event without event_ts takes its time from its arrival,
+			// which differs in each retry: the key must not.
+			st := open(t, store.Options{})
+			d := other("meeting.sharing_started", t0)
+			d.KeyTime = time.Time{}
+			MustIngest(t, st, d)
+			d.At, d.Received = t0.Add(time.Hour), t0.Add(time.Hour)
+			if got, want := MustIngest(t, st, d), store.OutcomeDuplicate; got != want {
+				t.Fatalf("redelivery: got %q, want %q", got, want)
+			}
+		})
+
+		t.Run("SameKeyOtherTime", func(t *testing.T) {
+			// The time orders the keys; the keyed hash alone tells them apart.
+			st := open(t, store.Options{})
+			d := other("meeting.sharing_started", t0)
+			MustIngest(t, st, d)
+			d.Key = []string{"meeting.sharing_started", "another"}
+			if got, want := MustIngest(t, st, d), store.OutcomeIgnored; got != want {
+				t.Fatalf("another delivery at the same time: got %q, want %q", got, want)
+			}
+		})
+
 		t.Run("EveryKind", func(t *testing.T) {
 			var rec recorder
 			st := open(t, store.Options{OnCommit: rec.OnCommit})

@@ -298,7 +298,7 @@ const meetingNumber = "85012345678"
 
 func started(host, uuid string, at time.Time) store.Delivery {
 	return store.Delivery{
-		Event: "meeting.started", Key: []string{"meeting.started", ts(at), uuid},
+		Event: "meeting.started", Key: []string{"meeting.started", ts(at), uuid}, KeyTime: at,
 		Kind: store.KindStart, At: at, Received: at,
 		Meeting: store.MeetingInfo{
 			UUID: uuid, ID: meetingNumber, Topic: "Standup " + uuid, HostID: host, Type: 1,
@@ -320,7 +320,7 @@ func ended(host, uuid string, at time.Time) store.Delivery {
 func joined(host, uuid, participant string, at time.Time) store.Delivery {
 	return store.Delivery{
 		Event: "meeting.participant_joined", Key: []string{"meeting.participant_joined", ts(at), uuid, participant},
-		Kind: store.KindJoin, At: at, Received: at,
+		KeyTime: at, Kind: store.KindJoin, At: at, Received: at,
 		Meeting: store.MeetingInfo{
 			UUID: uuid, ID: meetingNumber, HostID: host, Type: 1, StartTime: at, Rank: 1, StartRank: 0,
 		},
@@ -337,13 +337,13 @@ func left(host, uuid, participant string, at time.Time) store.Delivery {
 func deauthorized(user string, at time.Time) store.Delivery {
 	return store.Delivery{
 		Event: "app_deauthorized", Key: []string{"app_deauthorized", user, at.Format(time.DateTime)},
-		Kind: store.KindDeauth, At: at, Received: at, User: user,
+		KeyTime: at, Kind: store.KindDeauth, At: at, Received: at, User: user,
 	}
 }
 
 // other is a verified event onair does not act on.
 func other(name string, at time.Time) store.Delivery {
-	return store.Delivery{Event: name, Key: []string{name, ts(at)}, Kind: store.KindIgnore, At: at, Received: at}
+	return store.Delivery{Event: name, Key: []string{name, ts(at)}, KeyTime: at, Kind: store.KindIgnore, At: at, Received: at}
 }
 
 func ts(at time.Time) string { return fmt.Sprint(at.UnixMilli()) }

@@ -39,7 +39,7 @@ func benchStarted(host string, n int64, now time.Time) store.Delivery {
 	start := time.Date(2026, 12, 4, 14, 0, 0, 0, time.UTC)
 	return store.Delivery{
 		Event: "meeting.started", Key: []string{"meeting.started", strconv.FormatInt(at.UnixMilli(), 10), uuid},
-		Kind: store.KindStart, At: at, Received: now,
+		KeyTime: at, Kind: store.KindStart, At: at, Received: now,
 		Meeting: store.MeetingInfo{
 			UUID: uuid, ID: "85746065432", Topic: "Weekly sync", HostID: host, Type: 2,
 			StartTime: start, Duration: 30, Timezone: "Europe/Berlin", Rank: 2, StartRank: 2,

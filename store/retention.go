@@ -22,22 +22,26 @@ func (s *Store) Sweep(ctx context.Context, r Retention) (int64, error) {
 	cutoff := ms(s.opts.Now().Add(-r.Age))
 	steps := []struct {
 		query string
-		arg   any
+		args  []any
 	}{
-		{`DELETE FROM events WHERE (user_id, seq) IN (SELECT user_id, seq FROM events WHERE created_at < ? LIMIT 1000)`, cutoff},
+		{`DELETE FROM events WHERE (user_id, seq) IN (SELECT user_id, seq FROM events WHERE created_at < ? LIMIT 1000)`, []any{cutoff}},
 		{`DELETE FROM events WHERE (user_id, seq) IN (SELECT e.user_id, e.seq FROM events e JOIN users u ON u.id = e.user_id
-			WHERE e.seq <= u.seq - ? LIMIT 1000)`, r.Events},
-		{`DELETE FROM meetings WHERE uuid IN (SELECT uuid FROM meetings WHERE live = 0 AND updated_at < ? LIMIT 1000)`, cutoff},
-		{`DELETE FROM deliveries WHERE key IN (SELECT key FROM deliveries WHERE received_at < ? LIMIT 1000)`, cutoff},
-		{`DELETE FROM bot_requests WHERE id IN (SELECT id FROM bot_requests WHERE active = 0 AND updated_at < ? LIMIT 1000)`, cutoff},
-		{`DELETE FROM sessions WHERE id_hash IN (SELECT id_hash FROM sessions WHERE expires_at < ? LIMIT 1000)`, ms(s.opts.Now())},
+			WHERE e.seq <= u.seq - ? LIMIT 1000)`, []any{r.Events}},
+		{`DELETE FROM meetings WHERE uuid IN (SELECT uuid FROM meetings WHERE live = 0 AND updated_at < ? LIMIT 1000)`, []any{cutoff}},
+		// Keys are in event time order; one older than its event stays
+		// until its own age is past (an event without event_ts has at 0).
+		{`DELETE FROM delivery_keys WHERE (at, key) IN (SELECT at, key FROM delivery_keys
+			WHERE at < ? AND received_at < ? LIMIT 1000)`, []any{cutoff, cutoff}},
+		{`DELETE FROM deliveries WHERE key IN (SELECT key FROM deliveries WHERE received_at < ? LIMIT 1000)`, []any{cutoff}},
+		{`DELETE FROM bot_requests WHERE id IN (SELECT id FROM bot_requests WHERE active = 0 AND updated_at < ? LIMIT 1000)`, []any{cutoff}},
+		{`DELETE FROM sessions WHERE id_hash IN (SELECT id_hash FROM sessions WHERE expires_at < ? LIMIT 1000)`, []any{ms(s.opts.Now())}},
 	}
 	var total int64
 	for _, step := range steps {
 		for {
 			var n int64
 			err := s.w.do(ctx, func(tx *Tx) error {
-				res, err := tx.exec(step.query, step.arg)
+				res, err := tx.exec(step.query, step.args...)
 				if err != nil {
 					return err
 				}
@@ -52,6 +56,17 @@ func (s *Store) Sweep(ctx context.Context, r Retention) (int64, error) {
 				break
 			}
 		}
+	}
+	// Once the keys of before delivery_keys are gone, webhooks stop
+	// looking there.
+	err := s.w.do(ctx, func(tx *Tx) error {
+		if !tx.s.legacyKeys {
+			return nil
+		}
+		return tx.queryRow(`SELECT EXISTS (SELECT 1 FROM deliveries)`).Scan(&tx.s.legacyKeys)
+	})
+	if err != nil {
+		return total, fmt.Errorf("sweep: %w", err)
 	}
 	return total, nil
 }

@@ -90,6 +90,26 @@ func TestSweep(t *testing.T) {
 			}
 		})
 
+		t.Run("LateRetry", func(t *testing.T) {
+			// Keys are swept by their event's time, but one that arrived
+			// long after its event stays until its own arrival is old.
+			st, clk, _ := setup(t)
+			late := other("meeting.sharing_started", clk.Now())
+			clk.Add(2 * day)
+			late.Received = clk.Now()
+			MustIngest(t, st, late)
+			clk.Add(day / 2)
+			sweep(t, st, store.Retention{Age: day, Events: 100})
+			if got, want := MustIngest(t, st, late), store.OutcomeDuplicate; got != want {
+				t.Fatalf("late retry again, half a day on: got %q, want %q", got, want)
+			}
+			clk.Add(day)
+			sweep(t, st, store.Retention{Age: day, Events: 100})
+			if got, want := MustIngest(t, st, late), store.OutcomeIgnored; got != want {
+				t.Fatalf("late retry again, a day and a half on: got %q, want %q (its key swept)", got, want)
+			}
+		})
+
 		t.Run("ByCount", func(t *testing.T) {
 			st, _, _ := setup(t)
 			for i := range 10 {

@@ -73,18 +73,22 @@ type Options struct {
 // Store is onair's state: on one SQLite file, or in a PostgreSQL database
 // that several nodes share.
 type Store struct {
-	opts      Options
-	eng       engine
-	db        *sql.DB  // the single writer connection
-	read      readPool // a pool of read connections
-	epoch     string
-	hashKey   []byte
-	hashers   sync.Pool // of *hasher keyed with hashKey: two hashes per webhook
-	w         *writer
-	aead      cipher.AEAD          // seals Zoom tokens; nil without a SecretKey
-	readStmts map[string]*sql.Stmt // see reader.go; read only after Open
-	closeOnce sync.Once
-	closeErr  error
+	opts    Options
+	eng     engine
+	db      *sql.DB  // the single writer connection
+	read    readPool // a pool of read connections
+	epoch   string
+	hashKey []byte
+	hashers sync.Pool // of *hasher keyed with hashKey: two hashes per webhook
+	// legacyKeys says the deliveries table (before delivery_keys) still
+	// holds keys that a redelivery must find. Set at open; after that only
+	// the writer reads it, and a sweep that empties the table clears it.
+	legacyKeys bool
+	w          *writer
+	aead       cipher.AEAD          // seals Zoom tokens; nil without a SecretKey
+	readStmts  map[string]*sql.Stmt // see reader.go; read only after Open
+	closeOnce  sync.Once
+	closeErr   error
 }
 
 // Open opens (creating if needed) the database, migrates it and starts the
@@ -149,6 +153,9 @@ func (s *Store) init(ctx context.Context) error {
 	}
 	s.epoch = epoch
 	s.hashKey, _ = hex.DecodeString(key)
+	if err := s.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM deliveries)`).Scan(&s.legacyKeys); err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
 	return nil
 }
 
@@ -233,6 +240,13 @@ func (s *Store) Ping(ctx context.Context) error { return s.eng.ping(ctx) }
 // hash is the keyed hash under which onair remembers what it must not keep
 // in the clear (a deauthorized user's id) and deduplication keys.
 func (s *Store) hash(parts ...string) string {
+	var sum [sha256.Size]byte
+	s.sum(&sum, parts...)
+	return hex.EncodeToString(sum[:])
+}
+
+// sum writes the keyed hash of parts to dst.
+func (s *Store) sum(dst *[sha256.Size]byte, parts ...string) {
 	h, _ := s.hashers.Get().(*hasher)
 	if h == nil {
 		h = &hasher{mac: hmac.New(sha256.New, s.hashKey)}
@@ -244,14 +258,13 @@ func (s *Store) hash(parts ...string) string {
 	}
 	h.mac.Reset()
 	h.mac.Write(h.buf)
-	return hex.EncodeToString(h.mac.Sum(h.sum[:0]))
+	h.mac.Sum(dst[:0])
 }
 
-// hasher is a keyed HMAC with room for its input and sum, reused.
+// hasher is a keyed HMAC with room for its input, reused.
 type hasher struct {
 	mac hash.Hash
 	buf []byte
-	sum [sha256.Size]byte
 }
 
 func randomHex(n int) string {

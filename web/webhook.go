@@ -86,7 +86,7 @@ func delivery(ev *zoom.Event, body []byte, received time.Time) store.Delivery {
 	if at.IsZero() {
 		at = received
 	}
-	d := store.Delivery{Event: ev.Name, At: at, Received: received}
+	d := store.Delivery{Event: ev.Name, At: at, KeyTime: ev.TS, Received: received}
 	switch ev.Name {
 	case zoom.EventMeetingStarted, zoom.EventWebinarStarted:
 		d.Kind = store.KindStart
@@ -101,7 +101,7 @@ func delivery(ev *zoom.Event, body []byte, received time.Time) store.Delivery {
 		if !ev.DeauthTime.IsZero() {
 			d.At = ev.DeauthTime
 		}
-		d.Key = []string{ev.Name, ev.DeauthUserID, ev.DeauthTimeRaw}
+		d.Key, d.KeyTime = []string{ev.Name, ev.DeauthUserID, ev.DeauthTimeRaw}, ev.DeauthTime
 		return d
 	default:
 		sum := sha256.Sum256(body)

@@ -132,7 +132,7 @@ func whDB(t testing.TB, e *testEnv) *sql.DB {
 func whRows(t testing.TB, db *sql.DB) string {
 	t.Helper()
 	var parts []string
-	for _, table := range []string{"deliveries", "meetings", "meeting_members", "events", "users", "deauthorizations"} {
+	for _, table := range []string{"delivery_keys", "meetings", "meeting_members", "events", "users", "deauthorizations"} {
 		var n int
 		if err := db.QueryRow(`SELECT COUNT(*) FROM ` + table).Scan(&n); err != nil {
 			t.Fatalf("count %s: %v", table, err)
