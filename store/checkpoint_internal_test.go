@@ -15,9 +15,10 @@ import (
 // the last commit; the WAL must still start over now and then rather than
 // grow for as long as the load lasts.
 func TestWALStartsOverUnderSteadyWrites(t *testing.T) {
-	savedFrames, savedEvery := catchUpFrames, checkpointEvery
-	catchUpFrames, checkpointEvery = 256, 20*time.Millisecond
-	t.Cleanup(func() { catchUpFrames, checkpointEvery = savedFrames, savedEvery })
+	const catchUpFrames = 256
+	savedBytes, savedEvery := catchUpBytes, checkpointEvery
+	catchUpBytes, checkpointEvery = catchUpFrames*2048, 20*time.Millisecond
+	t.Cleanup(func() { catchUpBytes, checkpointEvery = savedBytes, savedEvery })
 	path := filepath.Join(t.TempDir(), "onair.db")
 	s, err := Open(context.Background(), Options{Path: path})
 	if err != nil {
