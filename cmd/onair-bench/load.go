@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"sort"
@@ -53,22 +51,7 @@ func webhookBody(event, uuid, host string, sent time.Time) []byte {
 
 // send posts a signed webhook and returns the status and how long it took.
 func (b *bench) send(ctx context.Context, body []byte) (int, time.Duration, error) {
-	ts := strconv.FormatInt(time.Now().Unix(), 10)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.webhookBase()+"/webhooks/zoom", bytes.NewReader(body))
-	if err != nil {
-		return 0, 0, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(zoom.HeaderTimestamp, ts)
-	req.Header.Set(zoom.HeaderSignature, zoom.Sign([]byte(b.cfg.webhookSecret), ts, body))
-	start := time.Now()
-	resp, err := b.client.Do(req)
-	if err != nil {
-		return 0, time.Since(start), err
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode, time.Since(start), nil
+	return b.posters.post(ctx, b.webhookBase(), b.cfg.webhookSecret, body)
 }
 
 func (b *bench) token(user string) string {

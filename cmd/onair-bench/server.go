@@ -26,6 +26,8 @@ type bench struct {
 	cmd    *exec.Cmd
 	addr   string
 	client *http.Client
+	// posters send the webhooks (the client does the rest).
+	posters posters
 	// others are the nodes after the first (--nodes), at bases[1:].
 	others []*exec.Cmd
 	bases  []string
@@ -160,6 +162,7 @@ func (b *bench) restart(ctx context.Context) (time.Duration, error) {
 }
 
 func (b *bench) close() {
+	b.posters.closeIdle()
 	for _, cmd := range append([]*exec.Cmd{b.cmd}, b.others...) {
 		if cmd == nil {
 			continue
