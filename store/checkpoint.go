@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"time"
 
 	"github.com/mattn/go-sqlite3"
@@ -27,8 +28,16 @@ func init() {
 			"PRAGMA journal_mode = WAL", // after page_size, which WAL freezes
 			"PRAGMA wal_autocheckpoint = 0",
 			// Once a checkpoint has caught up and the WAL starts over, a
-			// file grown by a burst is cut back to this size.
-			"PRAGMA journal_size_limit = 67108864",
+			// file grown past this size is cut back to it. Above the
+			// catch-up length, so that under steady load commits write
+			// over the file's blocks rather than allocate new ones (~5%
+			// more webhooks/s than a 64 MiB limit).
+			fmt.Sprintf("PRAGMA journal_size_limit = %d", catchUpBytes+64<<20),
+			// 16 MiB of pages for the writer (SQLite's default is 2 MiB):
+			// every webhook reaches leaves at random places in several
+			// indexes, which a small cache reads again from the file.
+			// Larger caches measured no better.
+			"PRAGMA cache_size = -16384",
 		} {
 			if _, err := c.Exec(pragma, nil); err != nil {
 				return err
