@@ -48,14 +48,14 @@ type Tx struct {
 // preparing costs as much as running, and a lone webhook's transaction
 // would pay it for each of its statements. Nil on PostgreSQL, whose driver
 // keeps its statements prepared itself.
-func (tx *Tx) stmt(query string) (*sql.Stmt, error) {
+func (tx *Tx) stmt(query string) (*rawStmt, error) {
 	if tx.s.w.stmts == nil {
 		return nil, nil
 	}
 	if st, ok := tx.s.w.stmts[query]; ok {
 		return st, nil
 	}
-	st, err := tx.conn.PrepareContext(tx.ctx, query)
+	st, err := tx.s.eng.(*sqliteEngine).prepare(tx.ctx, query)
 	if err != nil {
 		return nil, fmt.Errorf("prepare: %w", err)
 	}
@@ -71,18 +71,22 @@ func (tx *Tx) exec(query string, args ...any) (sql.Result, error) {
 	case st == nil:
 		return tx.conn.ExecContext(tx.ctx, tx.s.eng.rebind(query), tx.s.eng.args(args)...)
 	}
-	return st.ExecContext(tx.ctx, args...)
+	return st.exec(tx.ctx, args)
 }
 
-func (tx *Tx) queryRow(query string, args ...any) *sql.Row {
-	if st, err := tx.stmt(query); st != nil && err == nil {
-		return st.QueryRowContext(tx.ctx, args...)
+func (tx *Tx) queryRow(query string, args ...any) interface{ Scan(...any) error } {
+	st, err := tx.stmt(query)
+	switch {
+	case err != nil:
+		return rawRow{err: err}
+	case st == nil:
+		return tx.conn.QueryRowContext(tx.ctx, tx.s.eng.rebind(query), tx.s.eng.args(args)...)
 	}
-	// PostgreSQL, or a Row carrying the error: Scan reports it.
-	return tx.conn.QueryRowContext(tx.ctx, tx.s.eng.rebind(query), tx.s.eng.args(args)...)
+	rows, err := st.query(tx.ctx, args)
+	return rawRow{rows: rows, err: err}
 }
 
-func (tx *Tx) query(query string, args ...any) (*sql.Rows, error) {
+func (tx *Tx) query(query string, args ...any) (rows, error) {
 	st, err := tx.stmt(query)
 	switch {
 	case err != nil:
@@ -90,7 +94,7 @@ func (tx *Tx) query(query string, args ...any) (*sql.Rows, error) {
 	case st == nil:
 		return tx.conn.QueryContext(tx.ctx, tx.s.eng.rebind(query), tx.s.eng.args(args)...)
 	}
-	return st.QueryContext(tx.ctx, args...)
+	return st.query(tx.ctx, args)
 }
 
 // writer is the group committer: one goroutine takes every pending write,
@@ -100,7 +104,7 @@ type writer struct {
 	s *Store
 	// stmts are the statements kept prepared on the writer's connection
 	// (SQLite; nil on PostgreSQL); only the writer goroutine uses them.
-	stmts map[string]*sql.Stmt
+	stmts map[string]*rawStmt
 	// users caches users known to exist as of the last commit (only the
 	// writer deletes users, and it drops them here first), saving every
 	// webhook the lookup of its host; capped, and emptied when full. Nil
@@ -122,7 +126,7 @@ func newWriter(s *Store) *writer {
 	w := &writer{s: s, ops: make(chan *op, s.opts.MaxBatch), quit: make(chan struct{}), done: make(chan struct{})}
 	if !s.eng.shared() {
 		w.users = map[string]struct{}{}
-		w.stmts = map[string]*sql.Stmt{}
+		w.stmts = map[string]*rawStmt{}
 	}
 	go w.run()
 	return w

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net/url"
@@ -24,7 +25,11 @@ type sqliteEngine struct {
 	// statements stay prepared on it, and the engine sends BEGIN and COMMIT
 	// itself. A sql.Tx would wrap every statement again in each
 	// transaction, and watch each query's context with a goroutine.
-	conn               *sql.Conn
+	conn *sql.Conn
+	// raw is conn's driver connection, on which the writer's statements run
+	// (see rawstmt.go). database/sql lends it only inside Conn.Raw, against
+	// another user of the connection; conn has no other user until Close.
+	raw                driver.ConnPrepareContext
 	ckpt               *sql.DB // the checkpointer's connection (see checkpoint.go)
 	ckptStop, ckptDone chan struct{}
 	catchUp            atomic.Bool // the checkpointer asks the writer to help
@@ -78,6 +83,12 @@ func openSQLite(ctx context.Context, s *Store) (err error) {
 	if e.conn, err = s.db.Conn(ctx); err != nil {
 		return err
 	}
+	if err := e.conn.Raw(func(dc any) error {
+		e.raw = dc.(driver.ConnPrepareContext)
+		return nil
+	}); err != nil {
+		return err
+	}
 	s.w = newWriter(s)
 	e.ckptStop, e.ckptDone = make(chan struct{}), make(chan struct{})
 	go e.checkpointer(e.ckpt, e.ckptStop, e.ckptDone)
@@ -110,6 +121,15 @@ func dsn(path string, opts Options, readOnly bool) string {
 		v.Set("_txlock", "immediate")
 	}
 	return "file:" + path + "?" + v.Encode()
+}
+
+// prepare prepares a statement of the writer on its driver connection.
+func (e *sqliteEngine) prepare(ctx context.Context, query string) (*rawStmt, error) {
+	st, err := e.raw.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return &rawStmt{st: st}, nil
 }
 
 func (e *sqliteEngine) rebind(query string) string { return query }
@@ -173,7 +193,7 @@ func (e *sqliteEngine) close() error {
 	// Statements prepared on a held connection are not the pool's to close,
 	// and SQLite keeps a connection open while any statement is.
 	for _, st := range e.s.w.stmts {
-		st.Close()
+		st.st.Close()
 	}
 	return errors.Join(e.conn.Close(), e.ckpt.Close())
 }
