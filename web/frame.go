@@ -17,7 +17,13 @@ import (
 func Publish(h *hub.Hub, m *Metrics) func(store.Committed) {
 	return func(c store.Committed) {
 		for _, e := range c.Entries {
-			h.Publish(e.User, hub.Message{Seq: e.Seq, Type: e.Type, Frame: encodeEntry(e), Received: e.Received})
+			// Encoded only for a user with a tab open (most users of a burst
+			// of webhooks have none; this runs on the commit path). A tab
+			// that subscribes just after misses the entry either way, as
+			// with Publish, and reads it from the log.
+			if h.Tabs(e.User) > 0 {
+				h.Publish(e.User, hub.Message{Seq: e.Seq, Type: e.Type, Frame: encodeEntry(e), Received: e.Received})
+			}
 			if m != nil && c.Local && e.Type == store.TypeBotUpdated {
 				var b struct{ State string }
 				if json.Unmarshal(e.Data, &b) == nil && b.State == store.BotCancelled {
