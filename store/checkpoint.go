@@ -33,11 +33,12 @@ func init() {
 			// over the file's blocks rather than allocate new ones (~5%
 			// more webhooks/s than a 64 MiB limit).
 			fmt.Sprintf("PRAGMA journal_size_limit = %d", catchUpBytes+64<<20),
-			// 16 MiB of pages for the writer (SQLite's default is 2 MiB):
+			// 8 MiB of pages for the writer (SQLite's default is 2 MiB):
 			// every webhook reaches leaves at random places in several
 			// indexes, which a small cache reads again from the file.
-			// Larger caches measured no better.
-			"PRAGMA cache_size = -16384",
+			// Larger caches measured no better: the scan of the cache at
+			// the end of each transaction grows with it.
+			"PRAGMA cache_size = -8192",
 		} {
 			if _, err := c.Exec(pragma, nil); err != nil {
 				return err
