@@ -2,6 +2,8 @@ package store_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -34,7 +36,11 @@ func benchHost(i int) string { return "bench-host-" + strconv.Itoa(i%benchHosts)
 // benchStarted is delivery n's meeting.started for host, filled as
 // web.delivery fills it from shared/zoom/payloads/meeting.started.json.
 func benchStarted(host string, n int64, now time.Time) store.Delivery {
-	uuid := "bEnCh" + strconv.FormatInt(n, 36) + "+Qj2wZ0x7YyVh/g=="
+	// Random-looking, as Zoom's are: counted uuids sort in the order they
+	// come, which made the indexes' inserts sequential (parallel: 37 µs a
+	// webhook against 46 µs with these).
+	sum := sha256.Sum256(strconv.AppendInt(nil, n, 10))
+	uuid := base64.StdEncoding.EncodeToString(sum[:16])
 	at := time.UnixMilli(1764856800123 + n).UTC()
 	start := time.Date(2026, 12, 4, 14, 0, 0, 0, time.UTC)
 	return store.Delivery{
