@@ -20,6 +20,10 @@ type rawStmt struct {
 }
 
 func (r *rawStmt) bind(args []any) ([]driver.NamedValue, error) {
+	// The driver binds what it is given and leaves the rest NULL.
+	if n := r.st.NumInput(); n >= 0 && n != len(args) {
+		return nil, fmt.Errorf("sql: expected %d arguments, got %d", n, len(args))
+	}
 	r.args = r.args[:0]
 	for i, a := range args {
 		switch v := a.(type) {
@@ -119,14 +123,19 @@ func (r rawRow) Scan(dest ...any) error {
 	if r.err != nil {
 		return r.err
 	}
-	defer r.rows.Close()
 	if !r.rows.Next() {
 		if err := r.rows.Err(); err != nil {
 			return err
 		}
 		return sql.ErrNoRows
 	}
-	return r.rows.Scan(dest...)
+	err := r.rows.Scan(dest...)
+	// Closing resets the statement, which reports what failed after the
+	// first row (a constraint checked at the statement's end).
+	if cerr := r.rows.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // assign stores a driver's value in dest with database/sql's conversions
