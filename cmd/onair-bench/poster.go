@@ -34,11 +34,13 @@ type posters struct {
 
 // post sends a signed webhook to base on an idle connection (or a new
 // one) and returns the status and how long the exchange took. As net/http's
-// client, it tries once more on a new connection when a reused one fails:
-// the server may have closed it while idle, or restarted (storm).
+// client does, it tries once more on a new connection when a reused one
+// ends before any byte of an answer: the server may have closed it while
+// idle, or restarted (storm). An answer with "Connection: close" (a server
+// shutting down) counts; only its connection is not kept.
 func (ps *posters) post(ctx context.Context, base, secret string, body []byte) (int, time.Duration, error) {
 	start := time.Now()
-	for {
+	for retried := false; ; retried = true {
 		p, reused, err := ps.get(ctx, base)
 		if err != nil {
 			return 0, time.Since(start), err
@@ -48,34 +50,44 @@ func (ps *posters) post(ctx context.Context, base, secret string, body []byte) (
 			"%s: %s\r\n%s: %s\r\nContent-Length: %d\r\n\r\n",
 			p.host, zoom.HeaderTimestamp, ts, zoom.HeaderSignature, zoom.Sign([]byte(secret), ts, body), len(body))
 		p.req = append(p.req, body...)
-		p.conn.SetDeadline(time.Now().Add(10 * time.Second))
-		status, err := p.exchange()
+		deadline := time.Now().Add(10 * time.Second)
+		if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+			deadline = d
+		}
+		p.conn.SetDeadline(deadline)
+		status, keep, answered, err := p.exchange()
 		if err != nil {
 			p.conn.Close()
-			if reused {
+			if reused && !answered && !retried && ctx.Err() == nil {
 				continue
 			}
 			return 0, time.Since(start), err
 		}
-		ps.put(base, p)
+		if keep {
+			ps.put(base, p)
+		} else {
+			p.conn.Close()
+		}
 		return status, time.Since(start), nil
 	}
 }
 
-func (p *poster) exchange() (int, error) {
+// exchange writes the request and reads the answer whole. answered says
+// whether any byte of an answer came back.
+func (p *poster) exchange() (status int, keep, answered bool, err error) {
 	if _, err := p.conn.Write(p.req); err != nil {
-		return 0, err
+		return 0, false, false, err
+	}
+	if _, err := p.br.Peek(1); err != nil {
+		return 0, false, false, err
 	}
 	resp, err := http.ReadResponse(p.br, nil)
 	if err != nil {
-		return 0, err
+		return 0, false, true, err
 	}
 	_, err = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	if err == nil && resp.Close {
-		err = fmt.Errorf("server closed the connection (%s)", resp.Status)
-	}
-	return resp.StatusCode, err
+	return resp.StatusCode, !resp.Close, true, err
 }
 
 func (ps *posters) get(ctx context.Context, base string) (p *poster, reused bool, err error) {
