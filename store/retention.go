@@ -32,6 +32,10 @@ func (s *Store) Sweep(ctx context.Context, r Retention) (int64, error) {
 		// until its own age is past (an event without event_ts has at 0).
 		{`DELETE FROM delivery_keys WHERE (at, key) IN (SELECT at, key FROM delivery_keys
 			WHERE at < ? AND received_at < ? LIMIT 1000)`, []any{cutoff, cutoff}},
+		// An event_ts still ahead of the clock long after its arrival was
+		// never a real time: without this its key would stay for good.
+		{`DELETE FROM delivery_keys WHERE (at, key) IN (SELECT at, key FROM delivery_keys
+			WHERE at > ? AND received_at < ? LIMIT 1000)`, []any{ms(s.opts.Now()), cutoff}},
 		{`DELETE FROM deliveries WHERE key IN (SELECT key FROM deliveries WHERE received_at < ? LIMIT 1000)`, []any{cutoff}},
 		{`DELETE FROM bot_requests WHERE id IN (SELECT id FROM bot_requests WHERE active = 0 AND updated_at < ? LIMIT 1000)`, []any{cutoff}},
 		{`DELETE FROM sessions WHERE id_hash IN (SELECT id_hash FROM sessions WHERE expires_at < ? LIMIT 1000)`, []any{ms(s.opts.Now())}},

@@ -110,6 +110,25 @@ func TestSweep(t *testing.T) {
 			}
 		})
 
+		t.Run("EventTimeAhead", func(t *testing.T) {
+			// A key whose event time is still ahead of the clock once its
+			// arrival is old goes too.
+			st, clk, _ := setup(t)
+			ahead := other("meeting.sharing_started", clk.Now())
+			ahead.KeyTime = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+			MustIngest(t, st, ahead)
+			clk.Add(day / 2)
+			sweep(t, st, store.Retention{Age: day, Events: 100})
+			if got, want := MustIngest(t, st, ahead), store.OutcomeDuplicate; got != want {
+				t.Fatalf("again, half a day on: got %q, want %q", got, want)
+			}
+			clk.Add(day)
+			sweep(t, st, store.Retention{Age: day, Events: 100})
+			if got, want := MustIngest(t, st, ahead), store.OutcomeIgnored; got != want {
+				t.Fatalf("again, a day and a half on: got %q, want %q (its key swept)", got, want)
+			}
+		})
+
 		t.Run("ByCount", func(t *testing.T) {
 			st, _, _ := setup(t)
 			for i := range 10 {
