@@ -90,44 +90,41 @@ func TestSweep(t *testing.T) {
 			}
 		})
 
-		t.Run("LateRetry", func(t *testing.T) {
-			// Keys are swept by their event's time, but one that arrived
-			// long after its event stays until its own arrival is old.
-			st, clk, _ := setup(t)
-			late := other("meeting.sharing_started", clk.Now())
-			clk.Add(2 * day)
-			late.Received = clk.Now()
-			MustIngest(t, st, late)
-			clk.Add(day / 2)
-			sweep(t, st, store.Retention{Age: day, Events: 100})
-			if got, want := MustIngest(t, st, late), store.OutcomeDuplicate; got != want {
-				t.Fatalf("late retry again, half a day on: got %q, want %q", got, want)
-			}
-			clk.Add(day)
-			sweep(t, st, store.Retention{Age: day, Events: 100})
-			if got, want := MustIngest(t, st, late), store.OutcomeIgnored; got != want {
-				t.Fatalf("late retry again, a day and a half on: got %q, want %q (its key swept)", got, want)
-			}
-		})
-
-		t.Run("EventTimeAhead", func(t *testing.T) {
-			// A key whose event time is still ahead of the clock once its
-			// arrival is old goes too.
-			st, clk, _ := setup(t)
-			ahead := other("meeting.sharing_started", clk.Now())
-			ahead.KeyTime = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
-			MustIngest(t, st, ahead)
-			clk.Add(day / 2)
-			sweep(t, st, store.Retention{Age: day, Events: 100})
-			if got, want := MustIngest(t, st, ahead), store.OutcomeDuplicate; got != want {
-				t.Fatalf("again, half a day on: got %q, want %q", got, want)
-			}
-			clk.Add(day)
-			sweep(t, st, store.Retention{Age: day, Events: 100})
-			if got, want := MustIngest(t, st, ahead), store.OutcomeIgnored; got != want {
-				t.Fatalf("again, a day and a half on: got %q, want %q (its key swept)", got, want)
-			}
-		})
+		// A key stays until its arrival is past the cutoff, and then goes
+		// once its event time is past it too or still ahead of the clock:
+		// a retry that came long after its event, and a bogus event_ts.
+		for _, c := range []struct {
+			name     string
+			delivery func(clk *clock) store.Delivery
+		}{
+			{"LateRetry", func(clk *clock) store.Delivery {
+				d := other("meeting.sharing_started", clk.Now())
+				clk.Add(2 * day)
+				d.Received = clk.Now()
+				return d
+			}},
+			{"EventTimeAhead", func(clk *clock) store.Delivery {
+				d := other("meeting.sharing_started", clk.Now())
+				d.KeyTime = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+				return d
+			}},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				st, clk, _ := setup(t)
+				d := c.delivery(clk)
+				MustIngest(t, st, d)
+				clk.Add(day / 2)
+				sweep(t, st, store.Retention{Age: day, Events: 100})
+				if got, want := MustIngest(t, st, d), store.OutcomeDuplicate; got != want {
+					t.Fatalf("again, half a day on: got %q, want %q", got, want)
+				}
+				clk.Add(day)
+				sweep(t, st, store.Retention{Age: day, Events: 100})
+				if got, want := MustIngest(t, st, d), store.OutcomeIgnored; got != want {
+					t.Fatalf("again, a day and a half on: got %q, want %q (its key swept)", got, want)
+				}
+			})
+		}
 
 		t.Run("ByCount", func(t *testing.T) {
 			st, _, _ := setup(t)

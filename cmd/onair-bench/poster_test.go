@@ -67,53 +67,36 @@ func TestPoster(t *testing.T) {
 		return status, err
 	}
 
-	t.Run("keep-alive", func(t *testing.T) {
-		base, reqs, conns := fakeOnair(t, func(int64) string { return ok200 })
-		var ps posters
-		defer ps.closeIdle()
-		for range 3 {
-			if status, err := post(&ps, base); status != 200 || err != nil {
-				t.Fatalf("post: %d, %v", status, err)
-			}
-		}
-		if reqs.Load() != 3 || conns.Load() != 1 {
-			t.Fatalf("%d requests over %d connections, want 3 over 1", reqs.Load(), conns.Load())
-		}
-	})
-
-	t.Run("Connection: close counts, and is not reused", func(t *testing.T) {
-		base, reqs, conns := fakeOnair(t, func(int64) string { return close200 })
-		var ps posters
-		defer ps.closeIdle()
-		for range 2 {
-			if status, err := post(&ps, base); status != 200 || err != nil {
-				t.Fatalf("post: %d, %v; want 200", status, err)
-			}
-		}
-		if reqs.Load() != 2 || conns.Load() != 2 {
-			t.Fatalf("%d requests over %d connections, want 2 over 2", reqs.Load(), conns.Load())
-		}
-	})
-
-	t.Run("a reused connection closed unanswered is tried once more", func(t *testing.T) {
+	for _, c := range []struct {
+		name            string
+		answer          func(n int64) string
+		posts           int
+		requests, conns int64
+	}{
+		{"keep-alive", func(int64) string { return ok200 }, 3, 3, 1},
+		{"Connection: close counts, and is not reused", func(int64) string { return close200 }, 2, 2, 2},
 		// The second request finds its connection closed (a restart).
-		base, reqs, conns := fakeOnair(t, func(n int64) string {
+		{"a reused connection closed unanswered is tried once more", func(n int64) string {
 			if n == 2 {
 				return ""
 			}
 			return ok200
-		})
-		var ps posters
-		defer ps.closeIdle()
-		for range 2 {
-			if status, err := post(&ps, base); status != 200 || err != nil {
-				t.Fatalf("post: %d, %v", status, err)
+		}, 2, 3, 2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			base, reqs, conns := fakeOnair(t, c.answer)
+			var ps posters
+			defer ps.closeIdle()
+			for range c.posts {
+				if status, err := post(&ps, base); status != 200 || err != nil {
+					t.Fatalf("post: %d, %v; want 200", status, err)
+				}
 			}
-		}
-		if reqs.Load() != 3 || conns.Load() != 2 {
-			t.Fatalf("%d requests over %d connections, want 3 over 2", reqs.Load(), conns.Load())
-		}
-	})
+			if reqs.Load() != c.requests || conns.Load() != c.conns {
+				t.Fatalf("%d requests over %d connections, want %d over %d", reqs.Load(), conns.Load(), c.requests, c.conns)
+			}
+		})
+	}
 
 	t.Run("a cut answer is an error, not sent again", func(t *testing.T) {
 		base, reqs, _ := fakeOnair(t, func(n int64) string {
