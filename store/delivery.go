@@ -71,14 +71,14 @@ func (s *Store) Ingest(ctx context.Context, d Delivery) (Outcome, error) {
 }
 
 func (tx *Tx) apply(d Delivery) (Outcome, error) {
-	// Whether the host is known comes back with the insert: one statement
-	// (on PostgreSQL, one round trip) fewer per webhook.
 	var sum [sha256.Size]byte
 	tx.s.sum(&sum, append([]string{"delivery"}, d.Key...)...)
 	var keyAt int64
 	if !d.KeyTime.IsZero() {
 		keyAt = ms(d.KeyTime)
 	}
+	// Whether the host is known comes back with the insert: one statement
+	// (on PostgreSQL, one round trip) fewer per webhook.
 	var hostKnown bool
 	err := tx.queryRow(`INSERT INTO delivery_keys (at, key, received_at) VALUES (?, ?, ?) ON CONFLICT (at, key) DO NOTHING
 		RETURNING EXISTS (SELECT 1 FROM users WHERE id = ?)`,
