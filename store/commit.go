@@ -49,17 +49,16 @@ type Tx struct {
 // would pay it for each of its statements. Nil on PostgreSQL, whose driver
 // keeps its statements prepared itself.
 func (tx *Tx) stmt(query string) (*rawStmt, error) {
-	if tx.s.w.stmts == nil {
-		return nil, nil
-	}
 	if st, ok := tx.s.w.stmts[query]; ok {
 		return st, nil
 	}
-	st, err := tx.s.eng.(*sqliteEngine).prepare(tx.ctx, query)
+	st, err := tx.s.eng.prepare(tx.ctx, query)
 	if err != nil {
 		return nil, fmt.Errorf("prepare: %w", err)
 	}
-	tx.s.w.stmts[query] = st
+	if st != nil {
+		tx.s.w.stmts[query] = st
+	}
 	return st, nil
 }
 

@@ -26,6 +26,10 @@ type engine interface {
 	skipLocked() string
 	// readTx is how a read that must see one snapshot begins.
 	readTx() *sql.TxOptions
+	// prepare prepares one of the writer's statements to keep for the
+	// store's life (see rawstmt.go); nil when the engine's driver keeps its
+	// statements prepared itself (PostgreSQL).
+	prepare(ctx context.Context, query string) (*rawStmt, error)
 	// begin starts the write transaction tx runs in.
 	begin(tx *Tx) error
 	// rollback ends it without committing (harmless after a failed commit).

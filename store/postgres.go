@@ -172,6 +172,9 @@ func (e *pgEngine) migrate(ctx context.Context) error {
 	return migrate(ctx, conn, "postgres", e.rebind)
 }
 
+// prepare: pgx keeps the statements it runs prepared on each connection.
+func (e *pgEngine) prepare(context.Context, string) (*rawStmt, error) { return nil, nil }
+
 // args: the schema keeps flags as 0/1 integers, as SQLite does; pgx does
 // not turn a bool into one.
 func (e *pgEngine) args(args []any) []any {
