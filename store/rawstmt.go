@@ -154,11 +154,6 @@ func assign(dest any, v driver.Value) error {
 		return into(d, v)
 	case *[]byte:
 		return into(d, v)
-	case *float64:
-		return into(d, v)
-	case *any:
-		*d = v
-		return nil
 	}
 	return fmt.Errorf("unsupported destination %T", dest)
 }
