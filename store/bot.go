@@ -63,7 +63,8 @@ func (s *Store) RequestBot(ctx context.Context, user, meetingUUID string) (Bot, 
 	var refused error // a refusal writes nothing: not an error of the batch
 	err := s.w.do(ctx, func(tx *Tx) error {
 		var live int
-		err := tx.queryRow(`SELECT 1 FROM meeting_members WHERE meeting_uuid = ? AND user_id = ? AND in_meeting = 1`,
+		err := tx.queryRow(`SELECT 1 FROM meeting_members mm JOIN meetings m ON m.n = mm.meeting_n
+			WHERE m.uuid = ? AND mm.user_id = ? AND mm.in_meeting = 1`,
 			meetingUUID, user).Scan(&live)
 		if err == sql.ErrNoRows {
 			refused = ErrNotLive
@@ -153,8 +154,8 @@ func (tx *Tx) botUpdated(user string, b Bot) error {
 const qLiveBots = `SELECT ` + botColumns + ` FROM bot_requests b
 		WHERE b.user_id = ? AND b.n = (SELECT max(o.n) FROM bot_requests o
 				WHERE o.user_id = b.user_id AND o.meeting_uuid = b.meeting_uuid)
-			AND EXISTS (SELECT 1 FROM meeting_members mm WHERE mm.meeting_uuid = b.meeting_uuid
-				AND mm.user_id = b.user_id AND mm.in_meeting = 1)
+			AND EXISTS (SELECT 1 FROM meeting_members mm JOIN meetings m ON m.n = mm.meeting_n
+				WHERE m.uuid = b.meeting_uuid AND mm.user_id = b.user_id AND mm.in_meeting = 1)
 		ORDER BY b.n`
 
 // liveBots returns the newest request of each meeting live for the user.

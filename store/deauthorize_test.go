@@ -189,9 +189,9 @@ func TestDeauthorizeForgetsEveryTrace(t *testing.T) {
 				"sessions":        dumpRows(t, db, `SELECT * FROM sessions WHERE user_id = ?`, bob),
 				"zoom_tokens":     dumpRows(t, db, `SELECT * FROM zoom_tokens WHERE user_id = ?`, bob),
 				"bot_requests":    dumpRows(t, db, `SELECT * FROM bot_requests WHERE user_id = ? ORDER BY n`, bob),
-				"meeting_members": dumpRows(t, db, `SELECT * FROM meeting_members WHERE user_id = ? ORDER BY meeting_uuid`, bob),
-				"meetings": dumpRows(t, db, `SELECT * FROM meetings WHERE uuid IN
-					(SELECT meeting_uuid FROM meeting_members WHERE user_id = ?) ORDER BY uuid`, bob),
+				"meeting_members": dumpRows(t, db, `SELECT * FROM meeting_members WHERE user_id = ? ORDER BY meeting_n`, bob),
+				"meetings": dumpRows(t, db, `SELECT * FROM meetings WHERE n IN
+					(SELECT meeting_n FROM meeting_members WHERE user_id = ?) ORDER BY uuid`, bob),
 				"events": dumpRows(t, db, `SELECT * FROM events WHERE user_id = ? ORDER BY seq`, bob),
 				"bot_outbox": dumpRows(t, db, `SELECT o.n, o.request_id, o.type, o.detail, o.attempts, o.next_at, o.last_error, o.created_at
 					FROM bot_outbox o JOIN bot_requests b ON b.id = o.request_id WHERE b.user_id = ? ORDER BY o.n`, bob),

@@ -190,10 +190,10 @@ func (tx *Tx) hostStarted(m *meetingRow, d Delivery) error {
 	if err != nil || !ok {
 		return err // a deauthorized host: their events are ignored
 	}
-	if _, err := tx.exec(`INSERT INTO meeting_members (meeting_uuid, user_id, role, in_meeting, last_ts, last_kind)
+	if _, err := tx.exec(`INSERT INTO meeting_members (meeting_n, user_id, role, in_meeting, last_ts, last_kind)
 		VALUES (?, ?, ?, 1, ?, 'start')
-		ON CONFLICT (meeting_uuid, user_id) DO UPDATE SET role = excluded.role, in_meeting = 1`,
-		m.UUID, m.HostID, RoleHost, ms(d.At)); err != nil {
+		ON CONFLICT (meeting_n, user_id) DO UPDATE SET role = excluded.role, in_meeting = 1`,
+		m.n, m.HostID, RoleHost, ms(d.At)); err != nil {
 		return fmt.Errorf("add host: %w", err)
 	}
 	if err := tx.emit(m.HostID, "meeting.started", m.view(RoleHost), d); err != nil {
@@ -225,8 +225,8 @@ func (tx *Tx) participant(m *meetingRow, d Delivery, kind string) error {
 	var in bool
 	var lastTS int64
 	var lastKind string
-	err = tx.queryRow(`SELECT in_meeting, last_ts, last_kind FROM meeting_members WHERE meeting_uuid = ? AND user_id = ?`,
-		m.UUID, p).Scan(&in, &lastTS, &lastKind)
+	err = tx.queryRow(`SELECT in_meeting, last_ts, last_kind FROM meeting_members WHERE meeting_n = ? AND user_id = ?`,
+		m.n, p).Scan(&in, &lastTS, &lastKind)
 	switch {
 	case err == sql.ErrNoRows:
 	case err != nil:
@@ -235,11 +235,11 @@ func (tx *Tx) participant(m *meetingRow, d Delivery, kind string) error {
 		return nil
 	}
 	want := kind == "join" && m.live
-	if _, err := tx.exec(`INSERT INTO meeting_members (meeting_uuid, user_id, role, in_meeting, last_ts, last_kind)
+	if _, err := tx.exec(`INSERT INTO meeting_members (meeting_n, user_id, role, in_meeting, last_ts, last_kind)
 		VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT (meeting_uuid, user_id) DO UPDATE SET in_meeting = excluded.in_meeting,
+		ON CONFLICT (meeting_n, user_id) DO UPDATE SET in_meeting = excluded.in_meeting,
 			last_ts = excluded.last_ts, last_kind = excluded.last_kind`,
-		m.UUID, p, RoleParticipant, want, ts, kind); err != nil {
+		m.n, p, RoleParticipant, want, ts, kind); err != nil {
 		return fmt.Errorf("save participant: %w", err)
 	}
 	switch {
@@ -277,7 +277,7 @@ func (tx *Tx) hostLeft(m *meetingRow, d Delivery) error {
 
 // endForMembers tells everyone the meeting was live for that it has ended.
 func (tx *Tx) endForMembers(m *meetingRow, d Delivery) error {
-	rows, err := tx.query(`SELECT user_id, role FROM meeting_members WHERE meeting_uuid = ? AND in_meeting = 1 ORDER BY user_id`, m.UUID)
+	rows, err := tx.query(`SELECT user_id, role FROM meeting_members WHERE meeting_n = ? AND in_meeting = 1 ORDER BY user_id`, m.n)
 	if err != nil {
 		return fmt.Errorf("load members: %w", err)
 	}
@@ -298,7 +298,7 @@ func (tx *Tx) endForMembers(m *meetingRow, d Delivery) error {
 	if len(members) == 0 {
 		return nil
 	}
-	if _, err := tx.exec(`UPDATE meeting_members SET in_meeting = 0 WHERE meeting_uuid = ?`, m.UUID); err != nil {
+	if _, err := tx.exec(`UPDATE meeting_members SET in_meeting = 0 WHERE meeting_n = ?`, m.n); err != nil {
 		return fmt.Errorf("end members: %w", err)
 	}
 	for _, mb := range members {
@@ -348,11 +348,11 @@ func (tx *Tx) forgetUser(id string) error {
 		// rows as this leaves them, at the next attempt.
 		`UPDATE bot_outbox SET body = '', detail = '' WHERE request_id IN (SELECT b.id FROM bot_requests b
 			JOIN meetings m ON m.uuid = b.meeting_uuid
-			WHERE m.host_id = ? OR m.uuid IN (SELECT meeting_uuid FROM meeting_members WHERE user_id = ?))`,
+			WHERE m.host_id = ? OR m.n IN (SELECT meeting_n FROM meeting_members WHERE user_id = ?))`,
 		`DELETE FROM events WHERE user_id = ?`,
 		// Meetings only they were part of.
-		`DELETE FROM meetings WHERE (host_id = ? OR uuid IN (SELECT meeting_uuid FROM meeting_members WHERE user_id = ?))
-			AND NOT EXISTS (SELECT 1 FROM meeting_members o WHERE o.meeting_uuid = meetings.uuid AND o.user_id <> ?)`,
+		`DELETE FROM meetings WHERE (host_id = ? OR n IN (SELECT meeting_n FROM meeting_members WHERE user_id = ?))
+			AND NOT EXISTS (SELECT 1 FROM meeting_members o WHERE o.meeting_n = meetings.n AND o.user_id <> ?)`,
 		`DELETE FROM meeting_members WHERE user_id = ?`,
 		`UPDATE meetings SET host_id = '' WHERE host_id = ?`,
 		`DELETE FROM users WHERE id = ?`,

@@ -68,6 +68,7 @@ type MeetingInfo struct {
 // meetingRow is a meetings row.
 type meetingRow struct {
 	MeetingInfo
+	n      int64 // the internal number members are keyed by; 0 until saved
 	exists bool
 	live   bool
 	ended  bool
@@ -93,10 +94,14 @@ func scanMeetingRow(sc interface{ Scan(...any) error }) (meetingRow, error) {
 }
 
 func (tx *Tx) meeting(uuid string) (meetingRow, error) {
-	m, err := scanMeetingRow(tx.queryRow(`SELECT `+meetingColumns+` FROM meetings WHERE uuid = ?`, uuid))
+	var n int64
+	m, err := scanMeetingRow(scanFunc(func(dest ...any) error {
+		return tx.queryRow(`SELECT `+meetingColumns+`, n FROM meetings WHERE uuid = ?`, uuid).Scan(append(dest, &n)...)
+	}))
 	if err == sql.ErrNoRows {
 		return meetingRow{}, nil
 	}
+	m.n = n
 	return m, err
 }
 
@@ -143,14 +148,15 @@ func (tx *Tx) saveMeeting(m *meetingRow) error {
 	if m.ended && !m.EndTime.IsZero() {
 		end = ms(m.EndTime)
 	}
-	_, err := tx.exec(`INSERT INTO meetings (`+meetingColumns+`, updated_at)
+	err := tx.queryRow(`INSERT INTO meetings (`+meetingColumns+`, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (uuid) DO UPDATE SET id = excluded.id, topic = excluded.topic, host_id = excluded.host_id,
 			type = excluded.type, start_time = excluded.start_time, end_time = excluded.end_time,
 			duration = excluded.duration, timezone = excluded.timezone, info_rank = excluded.info_rank,
-			start_rank = excluded.start_rank, live = excluded.live, ended = excluded.ended, updated_at = excluded.updated_at`,
+			start_rank = excluded.start_rank, live = excluded.live, ended = excluded.ended, updated_at = excluded.updated_at
+		RETURNING n`,
 		m.UUID, m.ID, m.Topic, m.HostID, m.Type, ms(m.StartTime), end, m.Duration, m.Timezone,
-		m.Rank, m.StartRank, m.live, m.ended, ms(tx.now))
+		m.Rank, m.StartRank, m.live, m.ended, ms(tx.now)).Scan(&m.n)
 	if err != nil {
 		return fmt.Errorf("save meeting: %w", err)
 	}
@@ -182,7 +188,7 @@ type querier interface {
 
 const qLiveMeetings = `SELECT m.uuid, m.id, m.topic, m.host_id, m.type, m.start_time, m.end_time,
 			m.duration, m.timezone, m.info_rank, m.start_rank, m.live, m.ended, mm.role
-		FROM meeting_members mm JOIN meetings m ON m.uuid = mm.meeting_uuid
+		FROM meeting_members mm JOIN meetings m ON m.n = mm.meeting_n
 		WHERE mm.user_id = ? AND mm.in_meeting = 1
 		ORDER BY m.start_time DESC, m.uuid`
 

@@ -60,6 +60,12 @@ func migrate(ctx context.Context, db schemaConn, engine string, rebind func(stri
 	if err != nil {
 		return err
 	}
+	return applyMigrations(ctx, db, ms, rebind)
+}
+
+// applyMigrations applies those of ms (in version order) newer than the
+// database's version.
+func applyMigrations(ctx context.Context, db schemaConn, ms []migration, rebind func(string) string) error {
 	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version    BIGINT PRIMARY KEY,
 		applied_at BIGINT NOT NULL)`); err != nil {

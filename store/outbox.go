@@ -57,7 +57,8 @@ type OutboxItem struct {
 const outboxSelect = `SELECT o.n, o.request_id, o.type, o.claim, o.body, o.detail, o.attempts, o.created_at, o.next_at,
 			b.state, b.user_id, u.email, b.created_at, b.meeting_uuid, COALESCE(mm.role, ''), COALESCE(mm.in_meeting, 0)
 		FROM bot_outbox o JOIN bot_requests b ON b.id = o.request_id JOIN users u ON u.id = b.user_id
-			LEFT JOIN meeting_members mm ON mm.meeting_uuid = b.meeting_uuid AND mm.user_id = b.user_id`
+			LEFT JOIN meetings m ON m.uuid = b.meeting_uuid
+			LEFT JOIN meeting_members mm ON mm.meeting_n = m.n AND mm.user_id = b.user_id`
 
 // DueOutbox returns up to limit items due by now, oldest first, and when
 // the next one after them is due (zero when there is none). It only reads:
@@ -211,8 +212,8 @@ func (s *Store) ReadyToSend(ctx context.Context, it OutboxItem, body, detail str
 	return s.w.do(ctx, func(tx *Tx) error {
 		var state string
 		var live bool
-		err := tx.queryRow(`SELECT b.state, COALESCE((SELECT in_meeting FROM meeting_members mm
-				WHERE mm.meeting_uuid = b.meeting_uuid AND mm.user_id = b.user_id), 0)
+		err := tx.queryRow(`SELECT b.state, COALESCE((SELECT mm.in_meeting FROM meeting_members mm
+				JOIN meetings m ON m.n = mm.meeting_n WHERE m.uuid = b.meeting_uuid AND mm.user_id = b.user_id), 0)
 			FROM bot_outbox o JOIN bot_requests b ON b.id = o.request_id WHERE o.`+itemWhere, itemArgs(it)...).Scan(&state, &live)
 		if err == sql.ErrNoRows {
 			return ErrOutboxGone

@@ -65,8 +65,8 @@ func TestRawStatements(t *testing.T) {
 		}, ""},
 		{"a constraint failing in a statement that returns rows", func(tx *Tx) error {
 			var u string
-			return tx.queryRow(`INSERT INTO meeting_members (meeting_uuid, user_id, role) VALUES (?, ?, ?)
-				RETURNING user_id`, "no-such-meeting", "u", RoleHost).Scan(&u)
+			return tx.queryRow(`INSERT INTO meeting_members (meeting_n, user_id, role) VALUES (?, ?, ?)
+				RETURNING user_id`, 424242, "u", RoleHost).Scan(&u)
 		}, "FOREIGN KEY constraint failed"},
 		{"rows read and closed", func(tx *Tx) error {
 			rows, err := tx.query(`SELECT key FROM meta ORDER BY key`)
