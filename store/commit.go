@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 )
@@ -190,6 +191,14 @@ func (w *writer) run() {
 			}
 		}
 		w.commit(batch)
+		// Let the goroutines this commit made runnable run first: the
+		// callers it answered and the tab writers OnCommit woke wait in
+		// this P's run queue. If the writer went straight on to its next
+		// batch, SQLite's cgo calls would keep the P, and they would wait
+		// for another thread to steal them or for the runtime's monitor
+		// to take the P back (it polls every 20 µs to 10 ms). Measured:
+		// push p99 2.2–3.0 → 1.5–2.1 ms, ingest unchanged.
+		runtime.Gosched()
 		w.s.eng.idle()
 	}
 }
