@@ -49,7 +49,14 @@ func init() {
 }
 
 // checkpointEvery is how often the WAL is copied back into the database.
-var checkpointEvery = 500 * time.Millisecond // a variable so that a test can shorten it
+// Often, so that each checkpoint is short: it copies and syncs every page
+// written since the last one, and commits meanwhile wait for the cores and
+// the disk. Every 500 ms, a checkpoint took ~10 ms during a push run at
+// 1,000 webhooks/s, and half of the frames that took the server over 1 ms
+// were sent within one; every 150 ms, the push p99 fell by ~0.5 ms and
+// ingest gained 2–11% (measured in pairs). An idle database has nothing
+// to copy, and a checkpoint with nothing to copy does not sync.
+var checkpointEvery = 150 * time.Millisecond // a variable so that a test can shorten it
 
 // catchUpBytes is the WAL length (256 MiB) past which the writer helps.
 // Under a steady stream of commits a passive checkpoint beside the writer
