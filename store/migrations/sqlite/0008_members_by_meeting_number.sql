@@ -2,8 +2,9 @@
 -- it instead of the uuid: Zoom's uuids are random, so every new meeting's
 -- host row went into a leaf of its own at a random place of the members'
 -- key, while numbers handed out in order put a commit's new rows side by
--- side at its end (~15% more webhooks/s into the store). Without a rowid,
--- a member is stored once, in its key's B-tree.
+-- side at its end (store benchmark: ~13% more webhooks/s). Without a
+-- rowid, a member is stored once, in its key's B-tree. A number may come
+-- back after the newest meeting is deleted: its members went with it.
 --
 -- Rebuilt with foreign keys on, in an order that never leaves a reference
 -- to a missing column: the new members refer to meetings_new, whose rename
