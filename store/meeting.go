@@ -77,11 +77,15 @@ type meetingRow struct {
 
 const meetingColumns = `uuid, id, topic, host_id, type, start_time, end_time, duration, timezone, info_rank, start_rank, live, ended`
 
-func scanMeetingRow(sc interface{ Scan(...any) error }) (meetingRow, error) {
+// scanMeetingRow reads meetingColumns, then the columns after them into
+// extra.
+func scanMeetingRow(sc interface{ Scan(...any) error }, extra ...any) (meetingRow, error) {
 	var m meetingRow
 	var start int64
-	err := sc.Scan(&m.UUID, &m.ID, &m.Topic, &m.HostID, &m.Type, &start, &m.endMS, &m.Duration, &m.Timezone,
+	dest := make([]any, 0, 13+len(extra))
+	dest = append(dest, &m.UUID, &m.ID, &m.Topic, &m.HostID, &m.Type, &start, &m.endMS, &m.Duration, &m.Timezone,
 		&m.Rank, &m.StartRank, &m.live, &m.ended)
+	err := sc.Scan(append(dest, extra...)...)
 	if err != nil {
 		return m, err
 	}
@@ -95,9 +99,7 @@ func scanMeetingRow(sc interface{ Scan(...any) error }) (meetingRow, error) {
 
 func (tx *Tx) meeting(uuid string) (meetingRow, error) {
 	var n int64
-	m, err := scanMeetingRow(scanFunc(func(dest ...any) error {
-		return tx.queryRow(`SELECT `+meetingColumns+`, n FROM meetings WHERE uuid = ?`, uuid).Scan(append(dest, &n)...)
-	}))
+	m, err := scanMeetingRow(tx.queryRow(`SELECT `+meetingColumns+`, n FROM meetings WHERE uuid = ?`, uuid), &n)
 	if err == sql.ErrNoRows {
 		return meetingRow{}, nil
 	}
@@ -143,20 +145,27 @@ func fill(dst *string, v string) {
 	}
 }
 
+const qSaveMeeting = `INSERT INTO meetings (` + meetingColumns + `, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (uuid) DO UPDATE SET id = excluded.id, topic = excluded.topic, host_id = excluded.host_id,
+			type = excluded.type, start_time = excluded.start_time, end_time = excluded.end_time,
+			duration = excluded.duration, timezone = excluded.timezone, info_rank = excluded.info_rank,
+			start_rank = excluded.start_rank, live = excluded.live, ended = excluded.ended, updated_at = excluded.updated_at`
+
+// saveMeeting writes m; a new meeting learns its number from the insert.
 func (tx *Tx) saveMeeting(m *meetingRow) error {
 	var end any
 	if m.ended && !m.EndTime.IsZero() {
 		end = ms(m.EndTime)
 	}
-	err := tx.queryRow(`INSERT INTO meetings (`+meetingColumns+`, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (uuid) DO UPDATE SET id = excluded.id, topic = excluded.topic, host_id = excluded.host_id,
-			type = excluded.type, start_time = excluded.start_time, end_time = excluded.end_time,
-			duration = excluded.duration, timezone = excluded.timezone, info_rank = excluded.info_rank,
-			start_rank = excluded.start_rank, live = excluded.live, ended = excluded.ended, updated_at = excluded.updated_at
-		RETURNING n`,
-		m.UUID, m.ID, m.Topic, m.HostID, m.Type, ms(m.StartTime), end, m.Duration, m.Timezone,
-		m.Rank, m.StartRank, m.live, m.ended, ms(tx.now)).Scan(&m.n)
+	args := []any{m.UUID, m.ID, m.Topic, m.HostID, m.Type, ms(m.StartTime), end, m.Duration, m.Timezone,
+		m.Rank, m.StartRank, m.live, m.ended, ms(tx.now)}
+	var err error
+	if m.n != 0 {
+		_, err = tx.exec(qSaveMeeting, args...)
+	} else {
+		err = tx.queryRow(qSaveMeeting+` RETURNING n`, args...).Scan(&m.n)
+	}
 	if err != nil {
 		return fmt.Errorf("save meeting: %w", err)
 	}
@@ -201,7 +210,7 @@ func liveMeetings(ctx context.Context, q querier, user string) ([]Meeting, error
 	meetings := []Meeting{}
 	for rows.Next() {
 		var role string
-		m, err := scanMeetingRow(scanFunc(func(dest ...any) error { return rows.Scan(append(dest, &role)...) }))
+		m, err := scanMeetingRow(rows, &role)
 		if err != nil {
 			return nil, fmt.Errorf("live meetings: %w", err)
 		}
@@ -209,10 +218,6 @@ func liveMeetings(ctx context.Context, q querier, user string) ([]Meeting, error
 	}
 	return meetings, rows.Err()
 }
-
-type scanFunc func(...any) error
-
-func (f scanFunc) Scan(dest ...any) error { return f(dest...) }
 
 // CountLive returns how many meetings are live.
 func (s *Store) CountLive(ctx context.Context) (int, error) {
