@@ -6,17 +6,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net"
-	"net/http"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
-
-	"github.com/coder/websocket"
 
 	"onair/web"
 	"onair/zoom"
@@ -68,7 +63,7 @@ type tab struct {
 	b     *bench
 	node  int // which of the nodes it connects to
 	user  string
-	conn  *websocket.Conn
+	conn  *wsConn
 	epoch string
 	seq   int64
 
@@ -79,23 +74,13 @@ type tab struct {
 	snapshots atomic.Int64 // welcomes with resumed=false after the first
 	welcomes  atomic.Int64
 	closed    chan struct{}
-	closeCode websocket.StatusCode // why the connection ended; read after closed
+	closeCode int // the server's close code, or -1; read after closed
 	latency   func(time.Duration)
 	// tinyWindow gives the socket a 4 KiB receive buffer, as a client on a
 	// poor network has: a tab that stops reading then backs up at once
 	// instead of after the megabytes a loopback socket would absorb.
 	tinyWindow bool
 }
-
-var tinyWindowClient = &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{
-	Control: func(network, address string, c syscall.RawConn) error {
-		var err error
-		c.Control(func(fd uintptr) {
-			err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-		})
-		return err
-	},
-}).DialContext}}
 
 type benchFrame struct {
 	Type    string `json:"type"`
@@ -111,32 +96,32 @@ type benchFrame struct {
 func (t *tab) connect(ctx context.Context) error {
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	var opts *websocket.DialOptions
-	if t.tinyWindow {
-		opts = &websocket.DialOptions{HTTPClient: tinyWindowClient}
-	}
-	conn, _, err := websocket.Dial(dctx, "ws"+strings.TrimPrefix(t.b.tabBase(t.node), "http")+"/ws", opts)
+	conn, err := dialWS(dctx, t.b.tabBase(t.node), "/ws", t.tinyWindow)
 	if err != nil {
 		return err
 	}
-	conn.SetReadLimit(1 << 20)
 	hello := map[string]any{"type": "hello", "token": t.b.token(t.user)}
 	if t.epoch != "" {
 		hello["since"] = map[string]any{"epoch": t.epoch, "seq": t.seq}
 	}
 	msg, _ := json.Marshal(hello)
-	if err := conn.Write(dctx, websocket.MessageText, msg); err != nil {
-		conn.CloseNow()
+	// The welcome must come within the dial's time.
+	if dl, ok := dctx.Deadline(); ok {
+		conn.conn.SetDeadline(dl)
+	}
+	if err := conn.writeText(msg); err != nil {
+		conn.closeNow()
 		return err
 	}
-	_, data, err := conn.Read(dctx)
+	data, err := conn.read()
 	if err != nil {
-		conn.CloseNow()
+		conn.closeNow()
 		return err
 	}
+	conn.conn.SetDeadline(time.Time{})
 	var w benchFrame
 	if err := json.Unmarshal(data, &w); err != nil || w.Type != "welcome" {
-		conn.CloseNow()
+		conn.closeNow()
 		return fmt.Errorf("first frame is not a welcome: %s", data)
 	}
 	if t.welcomes.Add(1) > 1 {
@@ -156,9 +141,9 @@ func (t *tab) connect(ctx context.Context) error {
 func (t *tab) read() {
 	defer close(t.closed)
 	for {
-		_, data, err := t.conn.Read(context.Background())
+		data, err := t.conn.read()
 		if err != nil {
-			t.closeCode = websocket.CloseStatus(err)
+			t.closeCode = closeCodeOf(err)
 			return
 		}
 		now := time.Now()
@@ -217,7 +202,7 @@ func (b *bench) connectTabs(ctx context.Context, n, users int, latency func(time
 func closeTabs(tabs []*tab) {
 	for _, t := range tabs {
 		if t.conn != nil {
-			t.conn.CloseNow()
+			t.conn.closeNow()
 		}
 	}
 }

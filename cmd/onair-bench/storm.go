@@ -5,8 +5,6 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
-
-	"github.com/coder/websocket"
 )
 
 // runStorm connects the tabs, then restarts the server (with --server) or
@@ -122,7 +120,7 @@ func runStorm(ctx context.Context, b *bench) (*report, error) {
 func (t *tab) reconnect(ctx context.Context) error {
 	const base = 250 * time.Millisecond
 	limit, n := 10*time.Second, 0
-	if t.closeCode == websocket.StatusServiceRestart {
+	if t.closeCode == closeServiceRestart {
 		limit, n = 2*time.Second, 3
 	}
 	for ; ; n++ {

@@ -1,0 +1,255 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/sha1"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"syscall"
+	"time"
+)
+
+// wsConn is a tab's WebSocket, RFC 6455 written by hand as poster is for
+// webhooks. coder/websocket's client dials through net/http's Transport,
+// two goroutines per dial, and its reader costs the load tool, on the cores
+// it shares with onair, a good part of what onair spends: in a storm of
+// 15,000 reconnects that was the limit. The wire is what a browser sends:
+// masked frames, no extensions.
+type wsConn struct {
+	conn net.Conn
+	br   *bufio.Reader
+	buf  []byte // the message being read; reused
+	wbuf []byte // the frame being written; reused
+}
+
+// wsMaxMessage bounds a message the server sends: the welcome's snapshot
+// is the largest.
+const wsMaxMessage = 1 << 20
+
+// closeServiceRestart is the close code of a server that is restarting.
+const closeServiceRestart = 1012
+
+// wsCloseError is a close frame the server sent.
+type wsCloseError struct {
+	code   int
+	reason string
+}
+
+func (e *wsCloseError) Error() string {
+	return fmt.Sprintf("websocket closed: %d %s", e.code, e.reason)
+}
+
+// closeCodeOf is the code of the server's close frame that ended a
+// connection, or -1 when it ended otherwise.
+func closeCodeOf(err error) int {
+	if ce, ok := errors.AsType[*wsCloseError](err); ok {
+		return ce.code
+	}
+	return -1
+}
+
+// dialWS opens a WebSocket to base (http://host:port) + path. With
+// tinyWindow the socket gets a 4 KiB receive buffer.
+func dialWS(ctx context.Context, base, path string, tinyWindow bool) (*wsConn, error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return nil, err
+	}
+	if u.Scheme != "http" {
+		return nil, fmt.Errorf("tabs connect over plain HTTP, not %s", u.Scheme)
+	}
+	var d net.Dialer
+	if tinyWindow {
+		d.Control = func(network, address string, c syscall.RawConn) error {
+			var err error
+			c.Control(func(fd uintptr) {
+				err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+			})
+			return err
+		}
+	}
+	conn, err := d.DialContext(ctx, "tcp", u.Host)
+	if err != nil {
+		return nil, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	c := &wsConn{conn: conn, br: bufio.NewReaderSize(conn, 512)}
+	if err := c.handshake(u.Host, path); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	conn.SetDeadline(time.Time{})
+	return c, nil
+}
+
+// wsGUID is RFC 6455's constant for the Sec-WebSocket-Accept answer.
+const wsGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+func (c *wsConn) handshake(host, path string) error {
+	var nonce [16]byte
+	rand.Read(nonce[:])
+	key := base64.StdEncoding.EncodeToString(nonce[:])
+	req := "GET " + path + " HTTP/1.1\r\nHost: " + host + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: " + key + "\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	if _, err := io.WriteString(c.conn, req); err != nil {
+		return err
+	}
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		resp.Body.Close()
+		return fmt.Errorf("websocket handshake: %s: %s", resp.Status, body)
+	}
+	sum := sha1.Sum([]byte(key + wsGUID))
+	if resp.Header.Get("Sec-WebSocket-Accept") != base64.StdEncoding.EncodeToString(sum[:]) {
+		return errors.New("websocket handshake: wrong Sec-WebSocket-Accept")
+	}
+	return nil
+}
+
+// Opcodes (RFC 6455, 5.2).
+const (
+	opContinuation = 0x0
+	opText         = 0x1
+	opBinary       = 0x2
+	opClose        = 0x8
+	opPing         = 0x9
+	opPong         = 0xA
+)
+
+// writeFrame writes one final, masked frame. Only one goroutine writes at a
+// time: the tab before its reader starts, then the reader (pongs, closes).
+func (c *wsConn) writeFrame(op byte, payload []byte) error {
+	b := append(c.wbuf[:0], 0x80|op)
+	switch n := len(payload); {
+	case n < 126:
+		b = append(b, 0x80|byte(n))
+	case n <= 0xFFFF:
+		b = append(b, 0x80|126)
+		b = binary.BigEndian.AppendUint16(b, uint16(n))
+	default:
+		b = append(b, 0x80|127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	var mask [4]byte
+	rand.Read(mask[:])
+	b = append(b, mask[:]...)
+	start := len(b)
+	b = append(b, payload...)
+	for i := range payload {
+		b[start+i] ^= mask[i&3]
+	}
+	c.wbuf = b
+	_, err := c.conn.Write(b)
+	return err
+}
+
+// writeText sends one text message.
+func (c *wsConn) writeText(msg []byte) error { return c.writeFrame(opText, msg) }
+
+// read returns the next text or binary message, valid until the next read.
+// It answers pings, and a close frame with the same code, as a browser does.
+func (c *wsConn) read() ([]byte, error) {
+	msg := c.buf[:0]
+	started := false
+	for {
+		var h [2]byte
+		if _, err := io.ReadFull(c.br, h[:]); err != nil {
+			return nil, err
+		}
+		fin, op := h[0]&0x80 != 0, h[0]&0x0F
+		if h[0]&0x70 != 0 || h[1]&0x80 != 0 {
+			return nil, c.fail("reserved bits or a masked frame from the server")
+		}
+		n := uint64(h[1] & 0x7F)
+		switch n {
+		case 126:
+			var l [2]byte
+			if _, err := io.ReadFull(c.br, l[:]); err != nil {
+				return nil, err
+			}
+			n = uint64(binary.BigEndian.Uint16(l[:]))
+		case 127:
+			var l [8]byte
+			if _, err := io.ReadFull(c.br, l[:]); err != nil {
+				return nil, err
+			}
+			n = binary.BigEndian.Uint64(l[:])
+		}
+		if op >= opClose { // control frames are short and never fragmented
+			if n > 125 || !fin {
+				return nil, c.fail("control frame too long or fragmented")
+			}
+			var p [125]byte
+			if _, err := io.ReadFull(c.br, p[:n]); err != nil {
+				return nil, err
+			}
+			if err := c.control(op, p[:n]); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if (op == opContinuation) != started {
+			return nil, c.fail("a continuation frame without a message, or a message inside another")
+		}
+		if op != opContinuation && op != opText && op != opBinary {
+			return nil, c.fail(fmt.Sprintf("unknown opcode %d", op))
+		}
+		if uint64(len(msg))+n > wsMaxMessage {
+			return nil, c.fail("message too big")
+		}
+		start := len(msg)
+		msg = append(msg, make([]byte, n)...)
+		if _, err := io.ReadFull(c.br, msg[start:]); err != nil {
+			return nil, err
+		}
+		started = true
+		if fin {
+			c.buf = msg
+			return msg, nil
+		}
+	}
+}
+
+// control answers a ping with a pong, and a close with a close and the end
+// of the connection.
+func (c *wsConn) control(op byte, payload []byte) error {
+	switch op {
+	case opPing:
+		return c.writeFrame(opPong, payload)
+	case opClose:
+		ce := &wsCloseError{code: 1005} // no status code
+		if len(payload) >= 2 {
+			ce.code = int(binary.BigEndian.Uint16(payload))
+			ce.reason = string(payload[2:])
+			payload = payload[:2]
+		}
+		c.writeFrame(opClose, payload)
+		c.conn.Close()
+		return ce
+	}
+	return nil // an unsolicited pong
+}
+
+// fail closes the connection after a protocol error (1002).
+func (c *wsConn) fail(why string) error {
+	c.writeFrame(opClose, []byte{0x03, 0xea})
+	c.conn.Close()
+	return errors.New("websocket protocol error: " + why)
+}
+
+// closeNow closes the connection without a close handshake.
+func (c *wsConn) closeNow() error { return c.conn.Close() }
