@@ -17,6 +17,7 @@ import (
 type rawStmt struct {
 	st   driver.Stmt
 	args []driver.NamedValue // reused: the driver copies what it binds
+	rows rawRows             // reused: a query's rows are closed before the next
 }
 
 func (r *rawStmt) bind(args []any) ([]driver.NamedValue, error) {
@@ -55,7 +56,15 @@ func (r *rawStmt) query(ctx context.Context, args []any) (*rawRows, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &rawRows{rows: rows, vals: make([]driver.Value, len(rows.Columns()))}, nil
+	vals := r.rows.vals[:0]
+	if n := len(rows.Columns()); cap(vals) >= n {
+		vals = vals[:n]
+		clear(vals)
+	} else {
+		vals = make([]driver.Value, n)
+	}
+	r.rows = rawRows{rows: rows, vals: vals}
+	return &r.rows, nil
 }
 
 // rows reads a query's rows: *sql.Rows, or rawRows on the SQLite writer.

@@ -36,7 +36,7 @@ func (s *Server) handleBotStatus(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, "bad_signature", "no bot launcher secret is configured")
 		return
 	}
-	if _, err := zoom.Verify(s.cfg.BotSecrets, ts, body, r.Header.Get(headerBotSignature)); err != nil {
+	if _, err := s.botSignatures.Verify(ts, body, r.Header.Get(headerBotSignature)); err != nil {
 		writeError(w, http.StatusUnauthorized, "bad_signature", err.Error())
 		return
 	}

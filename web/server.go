@@ -84,6 +84,9 @@ type Server struct {
 	log     *slog.Logger
 	mux     *http.ServeMux
 	tabs    *tabSet
+	// signatures checks webhooks against cfg.WebhookSecrets, and
+	// botSignatures the launcher's reports against cfg.BotSecrets.
+	signatures, botSignatures *zoom.Signatures
 
 	ready    atomic.Bool // start-up done
 	draining atomic.Bool // /readyz answers 503
@@ -122,7 +125,7 @@ func New(cfg Config, st Store, h *hub.Hub, m *Metrics) *Server {
 	if m == nil {
 		m = NewMetrics(prometheus.NewRegistry(), func() float64 { return 0 })
 	}
-	s := &Server{cfg: cfg, store: st, hub: h, metrics: m, log: cfg.Logger}
+	s := &Server{cfg: cfg, store: st, hub: h, metrics: m, log: cfg.Logger, signatures: zoom.NewSignatures(cfg.WebhookSecrets), botSignatures: zoom.NewSignatures(cfg.BotSecrets)}
 	s.tabs = newTabSet(s, cfg.PingInterval)
 	s.routes()
 	return s

@@ -31,7 +31,7 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "shutting_down", "shutting down; retry later")
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxWebhookBody))
+	body, err := readBody(w, r, maxWebhookBody)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -45,7 +45,7 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, "bad_timestamp", err.Error())
 		return
 	}
-	secret, err := zoom.Verify(s.cfg.WebhookSecrets, r.Header.Get(zoom.HeaderTimestamp), body, r.Header.Get(zoom.HeaderSignature))
+	secret, err := s.signatures.Verify(r.Header.Get(zoom.HeaderTimestamp), body, r.Header.Get(zoom.HeaderSignature))
 	if err != nil {
 		writeError(w, http.StatusUnauthorized, "bad_signature", err.Error())
 		return
@@ -66,7 +66,11 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WebhookTimeout)
+	// The wait for the commit is bounded, and not cut short when Zoom hangs
+	// up: the delivery is stored either way, and a retry finds it. Tying it
+	// to the request would also cost every webhook a map in the request's
+	// context.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.WebhookTimeout)
 	defer cancel()
 	out, err := s.store.Ingest(ctx, delivery(ev, body, received))
 	if err != nil {
@@ -77,6 +81,21 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request) {
 	}
 	outcome = string(out)
 	writeJSON(w, http.StatusOK, webhookAnswer{Outcome: outcome})
+}
+
+// readBody reads r's body, at most limit bytes. A body of known length is
+// read into a buffer of that size: io.ReadAll starts at 512 bytes and grows
+// by copying, so a participant event (~750 bytes) took two buffers.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	body := http.MaxBytesReader(w, r.Body, limit)
+	if n := r.ContentLength; n > 0 && n <= limit {
+		b := make([]byte, n)
+		if _, err := io.ReadFull(body, b); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+	return io.ReadAll(body)
 }
 
 // webhookAnswer is the body of a 200 to a delivery (a struct, not a map:

@@ -82,97 +82,97 @@ type Participant struct {
 // Parse decodes a webhook body. It fails only when the body is not a JSON
 // object naming an event; everything else is best effort.
 func Parse(body []byte) (*Event, error) {
-	var env struct {
-		Event   json.RawMessage `json:"event"`
-		EventTS json.RawMessage `json:"event_ts"`
-		Payload json.RawMessage `json:"payload"`
-	}
-	if err := json.Unmarshal(body, &env); err != nil {
+	var w wireEvent
+	// A member of the wrong type is skipped, and reported as an
+	// UnmarshalTypeError once the rest is read: best effort, not malformed.
+	if err := json.Unmarshal(body, &w); err != nil && !errors.As(err, new(*json.UnmarshalTypeError)) {
 		return nil, ErrMalformed
 	}
-	name := str(env.Event)
-	if name == "" {
+	if w.Event == "" {
 		return nil, ErrMalformed
 	}
-	ev := &Event{Name: name}
-	ev.TSRaw, ev.TS = timestamp(env.EventTS)
-
-	// Structs of raw fields rather than maps: this runs for every webhook,
-	// and a map per object was most of what a parse allocated.
-	var p struct {
-		PlainToken          json.RawMessage `json:"plainToken"`
-		UserID              json.RawMessage `json:"user_id"`
-		DeauthorizationTime json.RawMessage `json:"deauthorization_time"`
-		EventTS             json.RawMessage `json:"event_ts"`
-		Object              json.RawMessage `json:"object"`
+	ev := &Event{Name: string(w.Event)}
+	ev.TSRaw, ev.TS = timestamp(w.EventTS)
+	p := w.Payload
+	if p == nil {
+		p = &wirePayload{}
 	}
-	_ = json.Unmarshal(env.Payload, &p)
-	switch {
-	case name == EventURLValidation:
-		ev.PlainToken = str(p.PlainToken)
-	case name == EventAppDeauthorized:
-		ev.DeauthUserID = str(p.UserID)
+	switch ev.Name {
+	case EventURLValidation:
+		ev.PlainToken = string(p.PlainToken)
+	case EventAppDeauthorized:
+		ev.DeauthUserID = string(p.UserID)
 		ev.DeauthTimeRaw, ev.DeauthTime = timestamp(p.DeauthorizationTime)
 		if ev.TSRaw == "" {
 			ev.TSRaw, ev.TS = timestamp(p.EventTS)
 		}
 	default:
-		if o := bytes.TrimSpace(p.Object); len(o) > 0 && o[0] == '{' {
-			ev.Object = object(o)
+		if o := p.Object; o != nil {
+			ev.Object = &Object{
+				ID: string(o.ID), UUID: string(o.UUID), HostID: string(o.HostID), Topic: string(o.Topic),
+				Type: num(o.Type), StartTime: string(o.StartTime), EndTime: string(o.EndTime),
+				Timezone: string(o.Timezone), Duration: num(o.Duration),
+			}
+			if pr := o.Participant; pr != nil {
+				ev.Object.Participant = &Participant{
+					ID: string(pr.ID), UserID: string(pr.UserID), UUID: string(pr.UUID), Name: string(pr.Name),
+					Email: string(pr.Email), JoinTime: string(pr.JoinTime), LeaveTime: string(pr.LeaveTime),
+				}
+			}
 		}
 	}
 	return ev, nil
 }
 
-func object(raw json.RawMessage) *Object {
-	var o struct {
-		ID          json.RawMessage `json:"id"`
-		UUID        json.RawMessage `json:"uuid"`
-		HostID      json.RawMessage `json:"host_id"`
-		Topic       json.RawMessage `json:"topic"`
-		Type        json.RawMessage `json:"type"`
-		StartTime   json.RawMessage `json:"start_time"`
-		EndTime     json.RawMessage `json:"end_time"`
-		Timezone    json.RawMessage `json:"timezone"`
-		Duration    json.RawMessage `json:"duration"`
-		Participant json.RawMessage `json:"participant"`
-	}
-	if json.Unmarshal(raw, &o) != nil {
-		return nil
-	}
-	obj := &Object{
-		ID:        str(o.ID),
-		UUID:      str(o.UUID),
-		HostID:    str(o.HostID),
-		Topic:     str(o.Topic),
-		Type:      num(o.Type),
-		StartTime: str(o.StartTime),
-		EndTime:   str(o.EndTime),
-		Timezone:  str(o.Timezone),
-		Duration:  num(o.Duration),
-	}
-	if pr := bytes.TrimSpace(o.Participant); len(pr) > 0 && pr[0] == '{' {
-		var p struct {
-			ID        json.RawMessage `json:"id"`
-			UserID    json.RawMessage `json:"user_id"`
-			UUID      json.RawMessage `json:"participant_uuid"`
-			Name      json.RawMessage `json:"user_name"`
-			Email     json.RawMessage `json:"email"`
-			JoinTime  json.RawMessage `json:"join_time"`
-			LeaveTime json.RawMessage `json:"leave_time"`
-		}
-		if json.Unmarshal(pr, &p) == nil {
-			obj.Participant = &Participant{
-				ID: str(p.ID), UserID: str(p.UserID), UUID: str(p.UUID), Name: str(p.Name),
-				Email: str(p.Email), JoinTime: str(p.JoinTime), LeaveTime: str(p.LeaveTime),
-			}
-		}
-	}
-	return obj
+// wireEvent is a delivery as Zoom sends it, read in one pass: each nested
+// json.RawMessage decoded on its own cost a copy of its bytes and another
+// scan of them, ~40 allocations per webhook.
+type wireEvent struct {
+	Event   lenient      `json:"event"`
+	EventTS lenient      `json:"event_ts"`
+	Payload *wirePayload `json:"payload"`
+}
+
+type wirePayload struct {
+	PlainToken          lenient     `json:"plainToken"`
+	UserID              lenient     `json:"user_id"`
+	DeauthorizationTime lenient     `json:"deauthorization_time"`
+	EventTS             lenient     `json:"event_ts"`
+	Object              *wireObject `json:"object"`
+}
+
+type wireObject struct {
+	ID          lenient `json:"id"`
+	UUID        lenient `json:"uuid"`
+	HostID      lenient `json:"host_id"`
+	Topic       lenient `json:"topic"`
+	Type        lenient `json:"type"`
+	StartTime   lenient `json:"start_time"`
+	EndTime     lenient `json:"end_time"`
+	Timezone    lenient `json:"timezone"`
+	Duration    lenient `json:"duration"`
+	Participant *struct {
+		ID        lenient `json:"id"`
+		UserID    lenient `json:"user_id"`
+		UUID      lenient `json:"participant_uuid"`
+		Name      lenient `json:"user_name"`
+		Email     lenient `json:"email"`
+		JoinTime  lenient `json:"join_time"`
+		LeaveTime lenient `json:"leave_time"`
+	} `json:"participant"`
+}
+
+// lenient is a JSON value read as str reads it: Zoom sends some values as
+// a number in one event and a string in another.
+type lenient string
+
+func (l *lenient) UnmarshalJSON(raw []byte) error {
+	*l = lenient(str(raw))
+	return nil
 }
 
 // str reads a JSON string, or a number as its text; anything else is "".
-func str(raw json.RawMessage) string {
+func str(raw []byte) string {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 {
 		return ""
@@ -194,8 +194,8 @@ func str(raw json.RawMessage) string {
 	return ""
 }
 
-func num(raw json.RawMessage) int {
-	n, err := strconv.ParseInt(str(raw), 10, 64)
+func num(l lenient) int {
+	n, err := strconv.ParseInt(string(l), 10, 64)
 	if err != nil {
 		return 0
 	}
@@ -204,8 +204,8 @@ func num(raw json.RawMessage) int {
 
 // timestamp reads event_ts-like values: milliseconds since the epoch as a
 // number or string, or a date-time text ("2024-09-08 15:58:40", RFC 3339).
-func timestamp(raw json.RawMessage) (string, time.Time) {
-	s := str(raw)
+func timestamp(l lenient) (string, time.Time) {
+	s := string(l)
 	if s == "" {
 		return "", time.Time{}
 	}

@@ -65,7 +65,7 @@ func TestVerify(t *testing.T) {
 		{"other body", [][]byte{a}, Sign(a, ts, append(append([]byte{}, body...), ' ')), nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := Verify(tc.secrets, ts, body, tc.sig)
+			got, err := NewSignatures(tc.secrets).Verify(ts, body, tc.sig)
 			if tc.want == nil {
 				if !errors.Is(err, ErrBadSignature) || got != nil {
 					t.Fatalf("Verify: got (%q, %v), want ErrBadSignature", got, err)
