@@ -88,9 +88,10 @@ type Server struct {
 	// botSignatures the launcher's reports against cfg.BotSecrets.
 	signatures, botSignatures *zoom.Signatures
 
-	ready    atomic.Bool // start-up done
-	draining atomic.Bool // /readyz answers 503
-	closing  atomic.Bool // past the drain: webhooks answer 503
+	ready    atomic.Bool   // start-up done
+	draining atomic.Bool   // /readyz answers 503
+	closing  atomic.Bool   // past the drain: webhooks answer 503
+	webhooks atomic.Uint64 // signed webhooks received
 	conns    sync.WaitGroup
 
 	zoomTokens zoomTokens

@@ -51,6 +51,7 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.metrics.webhookLast.Set(float64(received.UnixMilli()) / 1000)
+	s.webhooks.Add(1)
 	event = "other"
 	ev, err := zoom.Parse(body)
 	if err != nil {
@@ -82,6 +83,9 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request) {
 	outcome = string(out)
 	writeJSON(w, http.StatusOK, webhookAnswer{Outcome: outcome})
 }
+
+// Webhooks is how many signed webhooks the server has received.
+func (s *Server) Webhooks() uint64 { return s.webhooks.Load() }
 
 // readBody reads r's body, at most limit bytes. A body of known length is
 // read into a buffer of that size: io.ReadAll starts at 512 bytes and grows

@@ -34,6 +34,7 @@ type config struct {
 	StaleAfter        time.Duration
 	Retention         time.Duration
 	RetentionEvents   int
+	GCBurstMiB        int
 	PingInterval      time.Duration
 	LogLevel          string
 	Dev               bool
@@ -45,7 +46,7 @@ type serveOptions struct {
 	webhookSecret, tokenSecret, secretKey, zoomClientID, zoomClientSecret *optSpec
 	zoomOAuthURL, zoomAPIURL, botURL, botSecret, dbSync, maxTabs          *optSpec
 	drain, skew, reconcile, retention, retentionEvents, pingInterval      *optSpec
-	staleAfter, logLevel, dev                                             *optSpec
+	staleAfter, logLevel, dev, gcBurst                                    *optSpec
 }
 
 func declareServe(o *options) *serveOptions {
@@ -75,6 +76,7 @@ func declareServe(o *options) *serveOptions {
 		pingInterval:     o.add("ping-interval", "ONAIR_PING_INTERVAL", "25s", "WebSocket ping interval (at most 30s)"),
 		staleAfter:       o.add("stale-after", "ONAIR_STALE_AFTER", "24h", "end a live meeting with no event for this long that no Zoom token can ask about"),
 		logLevel:         o.add("log-level", "ONAIR_LOG_LEVEL", "info", "debug, info, warn or error"),
+		gcBurst:          o.add("gc-burst-mib", "ONAIR_GC_BURST_MIB", "256", "extra heap (MiB) the Go collector may use while webhooks arrive at 100/s or more, to collect less often; 0: never. Off when GOGC is set"),
 		dev:              o.addBool("dev", "ONAIR_DEV", "development conveniences; refused unless the listen address is loopback"),
 	}
 }
@@ -113,6 +115,9 @@ func (so *serveOptions) validate(o *options) (*config, error) {
 		return nil, err
 	}
 	if c.RetentionEvents, err = so.retentionEvents.positiveInt(); err != nil {
+		return nil, err
+	}
+	if c.GCBurstMiB, err = so.gcBurst.nonNegativeInt(); err != nil {
 		return nil, err
 	}
 	switch {

@@ -59,7 +59,7 @@ func TestHelp(t *testing.T) {
 			"ZOOM_API_URL", "--bot-webhook-url", "ONAIR_BOT_WEBHOOK_URL", "--bot-webhook-secret",
 			"ONAIR_BOT_WEBHOOK_SECRET", "--db-sync", "ONAIR_DB_SYNC", "--max-tabs-per-user", "ONAIR_MAX_TABS_PER_USER",
 			"--shutdown-drain", "ONAIR_SHUTDOWN_DRAIN", "--webhook-max-skew", "ONAIR_WEBHOOK_MAX_SKEW",
-			"--reconcile-interval", "ONAIR_RECONCILE_INTERVAL", "--dev", "ONAIR_DEV",
+			"--reconcile-interval", "ONAIR_RECONCILE_INTERVAL", "--dev", "ONAIR_DEV", "--gc-burst-mib", "ONAIR_GC_BURST_MIB",
 			"simulate", "token", "backup", "version"} {
 			if !strings.Contains(stdout, want) {
 				t.Errorf("usage lacks %q", want)
@@ -115,6 +115,8 @@ func TestConfigErrors(t *testing.T) {
 		{"webhook skew zero", with(prod, "ONAIR_WEBHOOK_MAX_SKEW", "0s"), nil, "ONAIR_WEBHOOK_MAX_SKEW"},
 		{"reconcile interval", with(prod, "ONAIR_RECONCILE_INTERVAL", "often"), nil, "ONAIR_RECONCILE_INTERVAL"},
 		{"db sync", with(prod, "ONAIR_DB_SYNC", "weird"), nil, "ONAIR_DB_SYNC"},
+		{"gc burst negative", with(prod, "ONAIR_GC_BURST_MIB", "-1"), nil, "ONAIR_GC_BURST_MIB"},
+		{"gc burst not a number", prod, []string{"--gc-burst-mib", "lots"}, "gc-burst-mib"},
 		{"dev not a boolean", with(prod, "ONAIR_DEV", "maybe"), nil, "ONAIR_DEV"},
 		{"secret key not base64", with(prod, "ONAIR_SECRET_KEY", "not base64!"), nil, "ONAIR_SECRET_KEY"},
 		{"secret key too short", with(prod, "ONAIR_SECRET_KEY", "c2hvcnQ="), nil, "ONAIR_SECRET_KEY"},

@@ -115,6 +115,14 @@ func (sp *optSpec) positiveInt() (int, error) {
 	return n, nil
 }
 
+func (sp *optSpec) nonNegativeInt() (int, error) {
+	n, err := strconv.Atoi(sp.str())
+	if err != nil || n < 0 {
+		return 0, usageErrorf("%s: %q is not 0 or a positive whole number", sp.name(), sp.value)
+	}
+	return n, nil
+}
+
 func (sp *optSpec) boolean() (bool, error) {
 	b, err := strconv.ParseBool(sp.str())
 	if err != nil {

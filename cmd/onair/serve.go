@@ -22,6 +22,7 @@ import (
 
 	"onair/dispatch"
 	"onair/hub"
+	"onair/internal/gcpace"
 	"onair/reconcile"
 	"onair/store"
 	"onair/web"
@@ -168,6 +169,10 @@ func runServe(ctx context.Context, o *options, args []string, stdout, stderr io.
 		close(dispatched)
 	}
 	go sweepLoop(runCtx, st, store.Retention{Age: cfg.Retention, Events: cfg.RetentionEvents}, log)
+	// GOGC, when set, is the operator's own choice of pacing.
+	if _, set := os.LookupEnv("GOGC"); !set && cfg.GCBurstMiB > 0 {
+		go gcpace.Run(runCtx, gcpace.Options{Webhooks: srv.Webhooks, MaxExtra: uint64(cfg.GCBurstMiB) << 20})
+	}
 
 	httpSrv := &http.Server{
 		Handler:           srv,
