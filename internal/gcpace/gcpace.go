@@ -8,7 +8,7 @@
 // lean. In a burst of webhooks (the top of the hour) it means a collection
 // every few seconds just when every frame should go out at once, so while
 // the burst lasts the room grows to what the burst allocates in Interval,
-// by at most MaxExtra bytes.
+// by at most MaxExtra bytes. When it ends, the pages go back to the kernel.
 package gcpace
 
 import (
@@ -78,6 +78,12 @@ func Run(ctx context.Context, o Options) {
 			if p != current && (p == defaultPercent || p > current*11/10 || p < current*9/10) {
 				debug.SetGCPercent(p)
 				current = p
+				if p == defaultPercent {
+					// The burst is over: collect, and hand the free pages back
+					// to the kernel. Left to itself the scavenger kept them
+					// (170 MiB idle, 4 MiB released, 35 s after a burst).
+					debug.FreeOSMemory()
+				}
 			}
 		}
 	}

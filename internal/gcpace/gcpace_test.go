@@ -35,14 +35,16 @@ func TestPercent(t *testing.T) {
 }
 
 // gogc is the collector's current setting, as the runtime reports it.
-func gogc() uint64 {
-	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+func gogc() uint64 { return readMetric("/gc/gogc:percent") }
+
+func readMetric(name string) uint64 {
+	s := []metrics.Sample{{Name: name}}
 	metrics.Read(s)
 	return s[0].Value.Uint64()
 }
 
 // TestRun: a burst of webhooks with garbage raises the setting, its end
-// brings back 100, and so does the end of Run.
+// brings back 100 with a collection, and so does the end of Run.
 func TestRun(t *testing.T) {
 	var hooks atomic.Uint64
 	var bursting atomic.Bool
@@ -83,8 +85,15 @@ func TestRun(t *testing.T) {
 	}
 	bursting.Store(true)
 	waitFor("above 100 in a burst", func(p uint64) bool { return p > 100 })
+	forced := readMetric("/gc/cycles/forced:gc-cycles")
 	bursting.Store(false)
 	waitFor("back at 100 after it", func(p uint64) bool { return p == 100 })
+	for deadline := time.Now().Add(10 * time.Second); readMetric("/gc/cycles/forced:gc-cycles") == forced; {
+		if time.Now().After(deadline) {
+			t.Fatal("no collection at the end of the burst: the heap would keep its pages")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	bursting.Store(true)
 	waitFor("above 100 in another burst", func(p uint64) bool { return p > 100 })
 	cancel()
