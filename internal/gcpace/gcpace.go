@@ -31,8 +31,13 @@ type Options struct {
 	// Without them, allocation never grows the room: a storm of tabs
 	// reconnecting at a quiet moment is collected at Go's default pace.
 	MinRate float64
-	// Tick is how often the rates are read (default 1 s).
+	// Tick is how often the rates are read (default 250 ms): a burst
+	// finds the heap of a quiet moment near its goal, so the room must come
+	// before the first collection.
 	Tick time.Duration
+	// Linger is how long the room stays after the burst, so that webhooks
+	// in clumps do not make it come and go (default 5 s).
+	Linger time.Duration
 }
 
 // defaultPercent is the collector's setting outside bursts: Go's default.
@@ -47,7 +52,10 @@ func Run(ctx context.Context, o Options) {
 		o.MinRate = 100
 	}
 	if o.Tick <= 0 {
-		o.Tick = time.Second
+		o.Tick = 250 * time.Millisecond
+	}
+	if o.Linger <= 0 {
+		o.Linger = 5 * time.Second
 	}
 	defer debug.SetGCPercent(defaultPercent)
 	samples := []metrics.Sample{
@@ -62,28 +70,51 @@ func Run(ctx context.Context, o Options) {
 	}
 	tick := time.NewTicker(o.Tick)
 	defer tick.Stop()
-	lastAllocs, _ := read()
-	lastHooks, lastAt, current := o.Webhooks(), time.Now(), defaultPercent
-	for {
+	// Rates are taken over the last window ticks (a second by default), so
+	// that one uneven tick does not start a burst.
+	type point struct {
+		at            time.Time
+		allocs, hooks uint64
+	}
+	const window = 4
+	var past [window]point
+	allocs, _ := read()
+	for i := range past {
+		past[i] = point{time.Now(), allocs, o.Webhooks()}
+	}
+	current := defaultPercent
+	var calmSince time.Time // when the burst's rates last fell to the default's
+	for n := 0; ; n++ {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-tick.C:
 			allocs, base := read()
 			hooks := o.Webhooks()
-			secs := now.Sub(lastAt).Seconds()
-			p := percent(float64(hooks-lastHooks)/secs, float64(allocs-lastAllocs)/secs, base, o)
-			lastAllocs, lastHooks, lastAt = allocs, hooks, now
-			// Small changes are not worth the pacer's recomputation.
-			if p != current && (p == defaultPercent || p > current*11/10 || p < current*9/10) {
+			from := past[n%window]
+			past[n%window] = point{now, allocs, hooks}
+			secs := now.Sub(from.at).Seconds()
+			p := percent(float64(hooks-from.hooks)/secs, float64(allocs-from.allocs)/secs, base, o)
+			switch {
+			case p > current*11/10:
+				// A burst, or a stronger one: room at once. The room only
+				// grows while the burst lasts; taking some back would
+				// start a collection early. (Smaller steps are not worth
+				// the pacer's recomputation.)
 				debug.SetGCPercent(p)
-				current = p
-				if p == defaultPercent {
-					// The burst is over: collect, and hand the free pages back
-					// to the kernel. Left to itself the scavenger kept them
-					// (170 MiB idle, 4 MiB released, 35 s after a burst).
-					debug.FreeOSMemory()
-				}
+				current, calmSince = p, time.Time{}
+			case p > defaultPercent:
+				calmSince = time.Time{}
+			case current == defaultPercent:
+			case calmSince.IsZero():
+				calmSince = now
+			case now.Sub(calmSince) >= o.Linger:
+				// The burst is over: collect, and hand the free pages back
+				// to the kernel. Left to itself the scavenger kept them
+				// (170 MiB idle, 4 MiB released, 35 s after a burst).
+				debug.SetGCPercent(defaultPercent)
+				current, calmSince = defaultPercent, time.Time{}
+				debug.FreeOSMemory()
 			}
 		}
 	}

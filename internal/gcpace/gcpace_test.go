@@ -43,8 +43,9 @@ func readMetric(name string) uint64 {
 	return s[0].Value.Uint64()
 }
 
-// TestRun: a burst of webhooks with garbage raises the setting, its end
-// brings back 100 with a collection, and so does the end of Run.
+// TestRun: a burst of webhooks with garbage raises the setting, a short
+// pause keeps it, the burst's end brings back 100 with a collection, and
+// so does the end of Run.
 func TestRun(t *testing.T) {
 	var hooks atomic.Uint64
 	var bursting atomic.Bool
@@ -52,7 +53,7 @@ func TestRun(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		Run(ctx, Options{Webhooks: hooks.Load, MaxExtra: 1 << 30, Interval: 20 * time.Second, Tick: 20 * time.Millisecond})
+		Run(ctx, Options{Webhooks: hooks.Load, MaxExtra: 1 << 30, Interval: 20 * time.Second, Tick: 20 * time.Millisecond, Linger: 300 * time.Millisecond})
 	}()
 	// The burst: a webhook and 64 KiB of garbage every 0.2 ms.
 	stop := make(chan struct{})
@@ -85,6 +86,13 @@ func TestRun(t *testing.T) {
 	}
 	bursting.Store(true)
 	waitFor("above 100 in a burst", func(p uint64) bool { return p > 100 })
+	// A pause shorter than Linger keeps the room.
+	bursting.Store(false)
+	time.Sleep(60 * time.Millisecond)
+	if p := gogc(); p <= 100 {
+		t.Fatalf("GOGC fell to %d in a pause of 60 ms; Linger is 300 ms", p)
+	}
+	bursting.Store(true)
 	forced := readMetric("/gc/cycles/forced:gc-cycles")
 	bursting.Store(false)
 	waitFor("back at 100 after it", func(p uint64) bool { return p == 100 })
