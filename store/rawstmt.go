@@ -48,6 +48,11 @@ func (r *rawStmt) exec(ctx context.Context, args []any) (sql.Result, error) {
 }
 
 func (r *rawStmt) query(ctx context.Context, args []any) (*rawRows, error) {
+	// The rows reader is reused, so rows are valid until the statement's
+	// next query; rows left open (a row never scanned) are closed first,
+	// which resets the statement and ends the driver's watch of their
+	// context.
+	r.rows.Close()
 	nv, err := r.bind(args)
 	if err != nil {
 		return nil, err
@@ -113,7 +118,7 @@ func (r *rawRows) Scan(dest ...any) error {
 }
 
 func (r *rawRows) Close() error {
-	if r.done {
+	if r.done || r.rows == nil {
 		return nil
 	}
 	r.done = true

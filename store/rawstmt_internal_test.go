@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -68,6 +69,29 @@ func TestRawStatements(t *testing.T) {
 			return tx.queryRow(`INSERT INTO meeting_members (meeting_n, user_id, role) VALUES (?, ?, ?)
 				RETURNING user_id`, 424242, "u", RoleHost).Scan(&u)
 		}, "FOREIGN KEY constraint failed"},
+		{"rows left open, then the statement again", func(tx *Tx) error {
+			const q = `SELECT key FROM meta WHERE key <> ? ORDER BY key`
+			first, err := tx.query(q, "")
+			if err != nil || !first.Next() {
+				return fmt.Errorf("first run: %v", err)
+			}
+			// The first rows are never closed: the second run closes them
+			// and reads all of its own.
+			second, err := tx.query(q, "")
+			if err != nil {
+				return err
+			}
+			defer second.Close()
+			n := 0
+			for second.Next() {
+				n++
+			}
+			var all int
+			if err := tx.queryRow(`SELECT count(*) FROM meta`).Scan(&all); err != nil || n != all {
+				t.Errorf("second run read %d rows of %d (%v)", n, all, err)
+			}
+			return second.Err()
+		}, ""},
 		{"rows read and closed", func(tx *Tx) error {
 			rows, err := tx.query(`SELECT key FROM meta ORDER BY key`)
 			if err != nil {

@@ -87,12 +87,15 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request) {
 // Webhooks is how many signed webhooks the server has received.
 func (s *Server) Webhooks() uint64 { return s.webhooks.Load() }
 
-// readBody reads r's body, at most limit bytes. A body of known length is
-// read into a buffer of that size: io.ReadAll starts at 512 bytes and grows
-// by copying, so a participant event (~750 bytes) took two buffers.
+// readBody reads r's body, at most limit bytes. A small body of known
+// length is read into a buffer of that size: io.ReadAll starts at 512 bytes
+// and grows by copying, so a participant event (~750 bytes) took two
+// buffers. A larger one grows as its bytes come, so that a declared length
+// reserves no memory before the body is sent.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	const small = 16 << 10
 	body := http.MaxBytesReader(w, r.Body, limit)
-	if n := r.ContentLength; n > 0 && n <= limit {
+	if n := r.ContentLength; n > 0 && n <= min(limit, small) {
 		b := make([]byte, n)
 		if _, err := io.ReadFull(body, b); err != nil {
 			return nil, err

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"database/sql"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -277,6 +279,77 @@ func TestWebhookMaxSkew(t *testing.T) {
 				t.Fatalf("live after a stale delivery: %q", got)
 			}
 		})
+	}
+	c.expectSilence(300 * time.Millisecond)
+}
+
+// TestWebhookBodyLengths: a body is read whole however its length is
+// given: chunked, declared and small (read into a buffer of that size),
+// declared and large (grown as it comes); a body shorter than declared is
+// 400 and changes nothing.
+func TestWebhookBodyLengths(t *testing.T) {
+	e := newEnv(t)
+	db := whDB(t, e)
+	c, _ := e.connect("host1", nil)
+	post := func(body []byte, chunked bool) int {
+		t.Helper()
+		var r io.Reader = bytes.NewReader(body)
+		if chunked {
+			r = struct{ io.Reader }{r} // no length known: Transfer-Encoding: chunked
+		}
+		req, err := http.NewRequest(http.MethodPost, e.http.URL+"/webhooks/zoom", r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts := whNow()
+		req.Header.Set(zoom.HeaderTimestamp, ts)
+		req.Header.Set(zoom.HeaderSignature, zoom.Sign(e.secret, ts, body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for i, tc := range []struct {
+		name    string
+		size    int
+		chunked bool
+	}{
+		{"chunked", 2 << 10, true},
+		{"declared, small", 2 << 10, false},
+		{"declared, over 16 KiB", 20 << 10, false},
+	} {
+		uuid := "len " + tc.name
+		if got := post(whBodyOfSize(tc.size, uuid, "host1"), tc.chunked); got != 200 {
+			t.Fatalf("%s: status %d, want 200", tc.name, got)
+		}
+		whExpectFrame(t, c, "meeting.started", uuid, int64(i+1))
+	}
+
+	// Declared 1,000 bytes, sent 300, then the sending side shut.
+	rows := whRows(t, db)
+	body := whBodyOfSize(1000, "short", "host1")
+	ts := whNow()
+	conn, err := net.Dial("tcp", e.http.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /webhooks/zoom HTTP/1.1\r\nHost: onair\r\nContent-Type: application/json\r\n%s: %s\r\n%s: %s\r\nContent-Length: %d\r\n\r\n%s",
+		zoom.HeaderTimestamp, ts, zoom.HeaderSignature, zoom.Sign(e.secret, ts, body), len(body), body[:300])
+	conn.(*net.TCPConn).CloseWrite()
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer to a short body: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("short body: status %d, want 400", resp.StatusCode)
+	}
+	if got := whRows(t, db); got != rows {
+		t.Fatalf("rows after a short body: got %s, want %s", got, rows)
 	}
 	c.expectSilence(300 * time.Millisecond)
 }

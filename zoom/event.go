@@ -82,18 +82,15 @@ type Participant struct {
 // Parse decodes a webhook body. It fails only when the body is not a JSON
 // object naming an event; everything else is best effort.
 func Parse(body []byte) (*Event, error) {
+	// Every member accepts any JSON value, so only a body that is not a
+	// JSON object fails here.
 	var w wireEvent
-	// A member of the wrong type is skipped, and reported as an
-	// UnmarshalTypeError once the rest is read: best effort, not malformed.
-	if err := json.Unmarshal(body, &w); err != nil && !errors.As(err, new(*json.UnmarshalTypeError)) {
-		return nil, ErrMalformed
-	}
-	if w.Event == "" {
+	if err := json.Unmarshal(body, &w); err != nil || w.Event == "" {
 		return nil, ErrMalformed
 	}
 	ev := &Event{Name: string(w.Event)}
 	ev.TSRaw, ev.TS = timestamp(w.EventTS)
-	p := w.Payload
+	p := w.Payload.v
 	if p == nil {
 		p = &wirePayload{}
 	}
@@ -107,13 +104,13 @@ func Parse(body []byte) (*Event, error) {
 			ev.TSRaw, ev.TS = timestamp(p.EventTS)
 		}
 	default:
-		if o := p.Object; o != nil {
+		if o := p.Object.v; o != nil {
 			ev.Object = &Object{
 				ID: string(o.ID), UUID: string(o.UUID), HostID: string(o.HostID), Topic: string(o.Topic),
 				Type: num(o.Type), StartTime: string(o.StartTime), EndTime: string(o.EndTime),
 				Timezone: string(o.Timezone), Duration: num(o.Duration),
 			}
-			if pr := o.Participant; pr != nil {
+			if pr := o.Participant.v; pr != nil {
 				ev.Object.Participant = &Participant{
 					ID: string(pr.ID), UserID: string(pr.UserID), UUID: string(pr.UUID), Name: string(pr.Name),
 					Email: string(pr.Email), JoinTime: string(pr.JoinTime), LeaveTime: string(pr.LeaveTime),
@@ -125,41 +122,63 @@ func Parse(body []byte) (*Event, error) {
 }
 
 // wireEvent is a delivery as Zoom sends it, read in one pass: each nested
-// json.RawMessage decoded on its own cost a copy of its bytes and another
-// scan of them, ~40 allocations per webhook.
+// json.RawMessage decoded on its own cost a copy of its bytes, ~40
+// allocations per webhook. Leaves are lenient strings and nested objects
+// objectMembers, so that no member's type fails the whole.
 type wireEvent struct {
-	Event   lenient      `json:"event"`
-	EventTS lenient      `json:"event_ts"`
-	Payload *wirePayload `json:"payload"`
+	Event   lenient                   `json:"event"`
+	EventTS lenient                   `json:"event_ts"`
+	Payload objectMember[wirePayload] `json:"payload"`
 }
 
 type wirePayload struct {
-	PlainToken          lenient     `json:"plainToken"`
-	UserID              lenient     `json:"user_id"`
-	DeauthorizationTime lenient     `json:"deauthorization_time"`
-	EventTS             lenient     `json:"event_ts"`
-	Object              *wireObject `json:"object"`
+	PlainToken          lenient                  `json:"plainToken"`
+	UserID              lenient                  `json:"user_id"`
+	DeauthorizationTime lenient                  `json:"deauthorization_time"`
+	EventTS             lenient                  `json:"event_ts"`
+	Object              objectMember[wireObject] `json:"object"`
 }
 
 type wireObject struct {
-	ID          lenient `json:"id"`
-	UUID        lenient `json:"uuid"`
-	HostID      lenient `json:"host_id"`
-	Topic       lenient `json:"topic"`
-	Type        lenient `json:"type"`
-	StartTime   lenient `json:"start_time"`
-	EndTime     lenient `json:"end_time"`
-	Timezone    lenient `json:"timezone"`
-	Duration    lenient `json:"duration"`
-	Participant *struct {
-		ID        lenient `json:"id"`
-		UserID    lenient `json:"user_id"`
-		UUID      lenient `json:"participant_uuid"`
-		Name      lenient `json:"user_name"`
-		Email     lenient `json:"email"`
-		JoinTime  lenient `json:"join_time"`
-		LeaveTime lenient `json:"leave_time"`
-	} `json:"participant"`
+	ID          lenient                       `json:"id"`
+	UUID        lenient                       `json:"uuid"`
+	HostID      lenient                       `json:"host_id"`
+	Topic       lenient                       `json:"topic"`
+	Type        lenient                       `json:"type"`
+	StartTime   lenient                       `json:"start_time"`
+	EndTime     lenient                       `json:"end_time"`
+	Timezone    lenient                       `json:"timezone"`
+	Duration    lenient                       `json:"duration"`
+	Participant objectMember[wireParticipant] `json:"participant"`
+}
+
+type wireParticipant struct {
+	ID        lenient `json:"id"`
+	UserID    lenient `json:"user_id"`
+	UUID      lenient `json:"participant_uuid"`
+	Name      lenient `json:"user_name"`
+	Email     lenient `json:"email"`
+	JoinTime  lenient `json:"join_time"`
+	LeaveTime lenient `json:"leave_time"`
+}
+
+// objectMember is a member that counts only when it is a JSON object. Each
+// time the key appears it is decoded afresh, so a repeated key's last value
+// counts whole, as for any other member; anything but an object leaves it
+// absent. (A plain *T would be allocated before a wrong type is reported,
+// and merged into by a repeated key.)
+type objectMember[T any] struct{ v *T }
+
+func (m *objectMember[T]) UnmarshalJSON(raw []byte) error {
+	m.v = nil
+	if raw = bytes.TrimSpace(raw); len(raw) == 0 || raw[0] != '{' {
+		return nil
+	}
+	v := new(T)
+	if json.Unmarshal(raw, v) == nil {
+		m.v = v
+	}
+	return nil
 }
 
 // lenient is a JSON value read as str reads it: Zoom sends some values as

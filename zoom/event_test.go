@@ -227,22 +227,70 @@ func TestParseMalformed(t *testing.T) {
 }
 
 func TestParseLenient(t *testing.T) {
-	for _, tc := range []struct{ name, body string }{
-		{"no payload", `{"event":"meeting.started"}`},
-		{"payload not an object", `{"event":"meeting.started","payload":[1,2]}`},
-		{"object not an object", `{"event":"meeting.started","payload":{"object":"x"}}`},
-		{"participant not an object", `{"event":"meeting.participant_joined","payload":{"object":{"uuid":"u","participant":7}}}`},
-		{"fields of the wrong type", `{"event":"meeting.started","event_ts":{},"payload":{"object":{"uuid":1,"host_id":[],"type":"x","duration":1e99,"start_time":5}}}`},
-		{"unknown event", `{"event":"recording.completed","payload":{"object":{"uuid":"u"}}}`},
-		{"huge event_ts", `{"event":"meeting.started","event_ts":1e400}`},
-		{"NaN-like event_ts", `{"event":"meeting.started","event_ts":"NaN"}`},
+	for _, tc := range []struct {
+		name, body string
+		check      func(*Event) string // what is wrong, or ""
+	}{
+		{"no payload", `{"event":"meeting.started"}`, noObject},
+		{"payload not an object", `{"event":"meeting.started","payload":[1,2]}`, noObject},
+		{"object not an object", `{"event":"meeting.started","payload":{"object":"x"}}`, noObject},
+		{"object a number", `{"event":"meeting.started","payload":{"object":5}}`, noObject},
+		{"object null", `{"event":"meeting.started","payload":{"object":null}}`, noObject},
+		{"participant not an object", `{"event":"meeting.participant_joined","payload":{"object":{"uuid":"u","participant":7}}}`,
+			func(ev *Event) string {
+				if ev.Object == nil || ev.Object.UUID != "u" || ev.Object.Participant != nil {
+					return "want the object, without a participant"
+				}
+				return ""
+			}},
+		{"object repeated: the last counts, whole", `{"event":"meeting.started","payload":{"object":{"uuid":"A","host_id":"H"},"object":{"uuid":"B"}}}`,
+			func(ev *Event) string {
+				if ev.Object == nil || ev.Object.UUID != "B" || ev.Object.HostID != "" {
+					return "want uuid B and no host"
+				}
+				return ""
+			}},
+		{"object repeated, the last not an object", `{"event":"meeting.started","payload":{"object":{"uuid":"A"},"object":"x"}}`, noObject},
+		{"payload repeated, the last not an object", `{"event":"meeting.started","payload":{"object":{"uuid":"A"}},"payload":7}`, noObject},
+		{"participant repeated", `{"event":"meeting.participant_joined","payload":{"object":{"uuid":"u","participant":{"user_name":"a","email":"e"},"participant":{"user_name":"b"}}}}`,
+			func(ev *Event) string {
+				if p := ev.Object.Participant; p == nil || p.Name != "b" || p.Email != "" {
+					return "want the last participant whole"
+				}
+				return ""
+			}},
+		{"fields of the wrong type", `{"event":"meeting.started","event_ts":{},"payload":{"object":{"uuid":1,"host_id":[],"type":"x","duration":1e99,"start_time":5}}}`,
+			func(ev *Event) string {
+				if o := ev.Object; o == nil || o.UUID != "1" || o.HostID != "" || o.Type != 0 || o.Duration != 0 || o.StartTime != "5" || !ev.TS.IsZero() {
+					return "want uuid 1, start time 5 and the rest empty"
+				}
+				return ""
+			}},
+		{"unknown event", `{"event":"recording.completed","payload":{"object":{"uuid":"u"}}}`, nil},
+		{"huge event_ts", `{"event":"meeting.started","event_ts":1e400}`, nil},
+		{"NaN-like event_ts", `{"event":"meeting.started","event_ts":"NaN"}`, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := Parse([]byte(tc.body)); err != nil {
+			ev, err := Parse([]byte(tc.body))
+			if err != nil {
 				t.Fatalf("Parse(%s): %v", tc.body, err)
+			}
+			if tc.check != nil {
+				if wrong := tc.check(ev); wrong != "" {
+					t.Fatalf("Parse(%s): %s; got %+v, object %+v", tc.body, wrong, ev, ev.Object)
+				}
 			}
 		})
 	}
+}
+
+// noObject requires an event without an object: a member that is not a
+// JSON object is absent.
+func noObject(ev *Event) string {
+	if ev.Object != nil {
+		return "want no object"
+	}
+	return ""
 }
 
 func TestParseTime(t *testing.T) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -106,19 +107,16 @@ func (t *tab) connect(ctx context.Context) error {
 	}
 	msg, _ := json.Marshal(hello)
 	// The welcome must come within the dial's time.
-	if dl, ok := dctx.Deadline(); ok {
-		conn.conn.SetDeadline(dl)
+	done := conn.within(dctx)
+	err = conn.writeText(msg)
+	var data []byte
+	if err == nil {
+		data, err = conn.read()
 	}
-	if err := conn.writeText(msg); err != nil {
+	if err = cmp.Or(done(), err); err != nil { // a timeout after ctx ended is ctx's
 		conn.closeNow()
 		return err
 	}
-	data, err := conn.read()
-	if err != nil {
-		conn.closeNow()
-		return err
-	}
-	conn.conn.SetDeadline(time.Time{})
 	var w benchFrame
 	if err := json.Unmarshal(data, &w); err != nil || w.Type != "welcome" {
 		conn.closeNow()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha1"
@@ -13,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -80,16 +82,31 @@ func dialWS(ctx context.Context, base, path string, tinyWindow bool) (*wsConn, e
 	if err != nil {
 		return nil, err
 	}
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-	}
 	c := &wsConn{conn: conn, br: bufio.NewReaderSize(conn, 512)}
-	if err := c.handshake(u.Host, path); err != nil {
+	done := c.within(ctx)
+	err = c.handshake(u.Host, path)
+	if err = cmp.Or(done(), err); err != nil { // a timeout after ctx ended is ctx's
 		conn.Close()
 		return nil, err
 	}
-	conn.SetDeadline(time.Time{})
 	return c, nil
+}
+
+// within bounds the connection's reads and writes by ctx: its deadline, or
+// its end. done lifts the bound, and reports ctx's error if it ended
+// meanwhile.
+func (c *wsConn) within(ctx context.Context) (done func() error) {
+	if dl, ok := ctx.Deadline(); ok {
+		c.conn.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { c.conn.SetDeadline(time.Now()) })
+	return func() error {
+		if !stop() {
+			return ctx.Err()
+		}
+		c.conn.SetDeadline(time.Time{})
+		return nil
+	}
 }
 
 // wsGUID is RFC 6455's constant for the Sec-WebSocket-Accept answer.
@@ -113,11 +130,26 @@ func (c *wsConn) handshake(host, path string) error {
 		resp.Body.Close()
 		return fmt.Errorf("websocket handshake: %s: %s", resp.Status, body)
 	}
+	if !strings.EqualFold(resp.Header.Get("Upgrade"), "websocket") || !hasToken(resp.Header.Values("Connection"), "upgrade") {
+		return errors.New("websocket handshake: a 101 without Upgrade: websocket and Connection: Upgrade")
+	}
 	sum := sha1.Sum([]byte(key + wsGUID))
 	if resp.Header.Get("Sec-WebSocket-Accept") != base64.StdEncoding.EncodeToString(sum[:]) {
 		return errors.New("websocket handshake: wrong Sec-WebSocket-Accept")
 	}
 	return nil
+}
+
+// hasToken says whether a comma-separated header holds token.
+func hasToken(values []string, token string) bool {
+	for _, v := range values {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Opcodes (RFC 6455, 5.2).
@@ -188,10 +220,16 @@ func (c *wsConn) read() ([]byte, error) {
 				return nil, err
 			}
 			n = binary.BigEndian.Uint64(l[:])
+			if n>>63 != 0 {
+				return nil, c.fail("a length with its top bit set")
+			}
 		}
 		if op >= opClose { // control frames are short and never fragmented
 			if n > 125 || !fin {
 				return nil, c.fail("control frame too long or fragmented")
+			}
+			if op > opPong {
+				return nil, c.fail(fmt.Sprintf("unknown opcode %d", op))
 			}
 			var p [125]byte
 			if _, err := io.ReadFull(c.br, p[:n]); err != nil {
@@ -208,8 +246,8 @@ func (c *wsConn) read() ([]byte, error) {
 		if op != opContinuation && op != opText && op != opBinary {
 			return nil, c.fail(fmt.Sprintf("unknown opcode %d", op))
 		}
-		if uint64(len(msg))+n > wsMaxMessage {
-			return nil, c.fail("message too big")
+		if n > wsMaxMessage-uint64(len(msg)) {
+			return nil, c.failWith(closeMessageTooBig, "message too big")
 		}
 		start := len(msg)
 		msg = append(msg, make([]byte, n)...)
@@ -231,6 +269,9 @@ func (c *wsConn) control(op byte, payload []byte) error {
 	case opPing:
 		return c.writeFrame(opPong, payload)
 	case opClose:
+		if len(payload) == 1 {
+			return c.fail("a close frame with a one-byte body")
+		}
 		ce := &wsCloseError{code: 1005} // no status code
 		if len(payload) >= 2 {
 			ce.code = int(binary.BigEndian.Uint16(payload))
@@ -244,9 +285,17 @@ func (c *wsConn) control(op byte, payload []byte) error {
 	return nil // an unsolicited pong
 }
 
-// fail closes the connection after a protocol error (1002).
-func (c *wsConn) fail(why string) error {
-	c.writeFrame(opClose, []byte{0x03, 0xea})
+// Close codes the client sends (RFC 6455, 7.4.1).
+const (
+	closeProtocolError = 1002
+	closeMessageTooBig = 1009
+)
+
+// fail closes the connection after a protocol error.
+func (c *wsConn) fail(why string) error { return c.failWith(closeProtocolError, why) }
+
+func (c *wsConn) failWith(code uint16, why string) error {
+	c.writeFrame(opClose, binary.BigEndian.AppendUint16(nil, code))
 	c.conn.Close()
 	return errors.New("websocket protocol error: " + why)
 }

@@ -3,10 +3,12 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha1"
 	"encoding/base64"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -177,26 +179,36 @@ func TestWSClientFragments(t *testing.T) {
 // TestWSClientRefuses: what a server must not send ends the connection
 // with a clear error (and a 1002 close frame where a frame was wrong).
 func TestWSClientRefuses(t *testing.T) {
-	big := []byte{0x81, 127}
-	big = binary.BigEndian.AppendUint64(big, wsMaxMessage+1)
+	long := func(first byte, n uint64) []byte { return binary.BigEndian.AppendUint64([]byte{first, 127}, n) }
+	// A first fragment, then a continuation whose length would wrap a sum.
+	wrap := append(frame(0x01, "abc"), long(0x80, 1<<63-1)...)
+	noUpgrade := func(key string) string {
+		return strings.Replace(switching(key), "Upgrade: websocket\r\n", "", 1)
+	}
 	for _, tc := range []struct {
 		name   string
 		answer func(string) string
 		frames []byte
 		want   string
+		code   string // the close frame the client sends; "" for 1002
 	}{
 		{"not upgraded", func(string) string {
 			return "HTTP/1.1 403 Forbidden\r\nContent-Length: 26\r\n\r\n{\"error\":\"bad_origin\"}\r\n\r\n"
-		}, nil, "403 Forbidden"},
-		{"wrong accept", func(string) string { return switching("another key") }, nil, "Sec-WebSocket-Accept"},
-		{"masked frame", switching, []byte{0x81, 0x81, 1, 2, 3, 4, 'x'}, "masked"},
-		{"reserved bit", switching, []byte{0xC1, 0x01, 'x'}, "reserved"},
-		{"long ping", switching, append([]byte{0x89, 126, 0, 200}, make([]byte, 200)...), "control frame"},
-		{"fragmented ping", switching, frame(0x09, "p"), "control frame"},
-		{"continuation first", switching, frame(0x80, "x"), "continuation"},
-		{"message inside a message", switching, append(frame(0x01, "a"), frame(0x81, "b")...), "continuation"},
-		{"unknown opcode", switching, frame(0x83, "x"), "opcode 3"},
-		{"too big", switching, big, "too big"},
+		}, nil, "403 Forbidden", ""},
+		{"wrong accept", func(string) string { return switching("another key") }, nil, "Sec-WebSocket-Accept", ""},
+		{"masked frame", switching, []byte{0x81, 0x81, 1, 2, 3, 4, 'x'}, "masked", ""},
+		{"reserved bit", switching, []byte{0xC1, 0x01, 'x'}, "reserved", ""},
+		{"long ping", switching, append([]byte{0x89, 126, 0, 200}, make([]byte, 200)...), "control frame", ""},
+		{"fragmented ping", switching, frame(0x09, "p"), "control frame", ""},
+		{"continuation first", switching, frame(0x80, "x"), "continuation", ""},
+		{"message inside a message", switching, append(frame(0x01, "a"), frame(0x81, "b")...), "continuation", ""},
+		{"unknown opcode", switching, frame(0x83, "x"), "opcode 3", ""},
+		{"unknown control opcode", switching, frame(0x8B, "x"), "opcode 11", ""},
+		{"close with a one-byte body", switching, frame(0x88, "x"), "one-byte", ""},
+		{"length with the top bit set", switching, long(0x81, 1<<63), "top bit", ""},
+		{"too big", switching, long(0x81, wsMaxMessage+1), "too big", "\x03\xf1"},
+		{"too big, in a continuation", switching, wrap, "too big", "\x03\xf1"},
+		{"101 without Upgrade", noUpgrade, nil, "Upgrade: websocket", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			base, got := rawWSServer(t, tc.answer, tc.frames)
@@ -211,12 +223,41 @@ func TestWSClientRefuses(t *testing.T) {
 				return
 			}
 			ops, payloads := unmask(t, <-got)
-			if len(ops) != 1 || ops[0] != 0x88 || payloads[0] != "\x03\xea" {
-				t.Fatalf("client sent ops % x payloads %q; want one close 1002", ops, payloads)
+			if code := cmp.Or(tc.code, "\x03\xea"); len(ops) != 1 || ops[0] != 0x88 || payloads[0] != code {
+				t.Fatalf("client sent ops % x payloads %q; want one close %q", ops, payloads, code)
 			}
 		})
 	}
 	if _, err := dialWS(context.Background(), "https://127.0.0.1:1", "/ws", false); err == nil || !strings.Contains(err.Error(), "plain HTTP") {
 		t.Fatalf("https base: %v", err)
+	}
+}
+
+// TestWSClientCancelled: a server that never answers the upgrade holds the
+// client only until its context ends.
+func TestWSClientCancelled(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, never answered
+		}
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	start := time.Now()
+	_, err = dialWS(ctx, "http://"+ln.Addr().String(), "/ws", false)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("dial: %v, want context.Canceled", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("dial returned after %v", d)
 	}
 }

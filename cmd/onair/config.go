@@ -120,6 +120,9 @@ func (so *serveOptions) validate(o *options) (*config, error) {
 	if c.GCBurstMiB, err = so.gcBurst.nonNegativeInt(); err != nil {
 		return nil, err
 	}
+	if c.GCBurstMiB > 1<<20 {
+		return nil, usageErrorf("%s must be at most 1048576 (1 TiB)", so.gcBurst.name())
+	}
 	switch {
 	case c.WebhookMaxSkew <= 0:
 		return nil, usageErrorf("%s must be more than 0", so.skew.name())

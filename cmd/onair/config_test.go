@@ -117,6 +117,7 @@ func TestConfigErrors(t *testing.T) {
 		{"db sync", with(prod, "ONAIR_DB_SYNC", "weird"), nil, "ONAIR_DB_SYNC"},
 		{"gc burst negative", with(prod, "ONAIR_GC_BURST_MIB", "-1"), nil, "ONAIR_GC_BURST_MIB"},
 		{"gc burst not a number", prod, []string{"--gc-burst-mib", "lots"}, "gc-burst-mib"},
+		{"gc burst over 1 TiB", with(prod, "ONAIR_GC_BURST_MIB", "2000000"), nil, "ONAIR_GC_BURST_MIB"},
 		{"dev not a boolean", with(prod, "ONAIR_DEV", "maybe"), nil, "ONAIR_DEV"},
 		{"secret key not base64", with(prod, "ONAIR_SECRET_KEY", "not base64!"), nil, "ONAIR_SECRET_KEY"},
 		{"secret key too short", with(prod, "ONAIR_SECRET_KEY", "c2hvcnQ="), nil, "ONAIR_SECRET_KEY"},

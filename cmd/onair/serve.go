@@ -170,7 +170,13 @@ func runServe(ctx context.Context, o *options, args []string, stdout, stderr io.
 	}
 	go sweepLoop(runCtx, st, store.Retention{Age: cfg.Retention, Events: cfg.RetentionEvents}, log)
 	// GOGC, when set, is the operator's own choice of pacing.
-	if _, set := os.LookupEnv("GOGC"); !set && cfg.GCBurstMiB > 0 {
+	switch _, gogcSet := os.LookupEnv("GOGC"); {
+	case gogcSet:
+		log.Info("collector pacing in bursts is off: GOGC is set")
+	case cfg.GCBurstMiB == 0:
+		log.Info("collector pacing in bursts is off", "gc_burst_mib", 0)
+	default:
+		log.Info("collector pacing in bursts", "gc_burst_mib", cfg.GCBurstMiB)
 		go gcpace.Run(runCtx, gcpace.Options{Webhooks: srv.Webhooks, MaxExtra: uint64(cfg.GCBurstMiB) << 20})
 	}
 

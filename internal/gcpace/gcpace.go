@@ -94,30 +94,52 @@ func Run(ctx context.Context, o Options) {
 			from := past[n%window]
 			past[n%window] = point{now, allocs, hooks}
 			secs := now.Sub(from.at).Seconds()
+			if secs <= 0 {
+				continue
+			}
 			p := percent(float64(hooks-from.hooks)/secs, float64(allocs-from.allocs)/secs, base, o)
+			target, ended := current, false
 			switch {
-			case p > current*11/10:
-				// A burst, or a stronger one: room at once. The room only
-				// grows while the burst lasts; taking some back would
-				// start a collection early. (Smaller steps are not worth
-				// the pacer's recomputation.)
-				debug.SetGCPercent(p)
-				current, calmSince = p, time.Time{}
 			case p > defaultPercent:
+				// In a burst the room only grows: taking some back would
+				// start a collection early. (Steps under 10% are not worth
+				// the pacer's recomputation.)
 				calmSince = time.Time{}
+				if p > current*11/10 {
+					target = p
+				}
 			case current == defaultPercent:
 			case calmSince.IsZero():
 				calmSince = now
 			case now.Sub(calmSince) >= o.Linger:
+				target, ended = defaultPercent, true
+			}
+			// The percent applies to the base, which may grow in a burst
+			// (tabs connecting): MaxExtra holds whatever it becomes.
+			target = min(target, ceiling(base, o.MaxExtra))
+			if target == current {
+				continue
+			}
+			debug.SetGCPercent(target)
+			current = target
+			if ended {
 				// The burst is over: collect, and hand the free pages back
 				// to the kernel. Left to itself the scavenger kept them
 				// (170 MiB idle, 4 MiB released, 35 s after a burst).
-				debug.SetGCPercent(defaultPercent)
-				current, calmSince = defaultPercent, time.Time{}
+				calmSince = time.Time{}
 				debug.FreeOSMemory()
 			}
 		}
 	}
+}
+
+// ceiling is the percent that leaves MaxExtra more room above base than
+// the default does.
+func ceiling(base, maxExtra uint64) int {
+	if base == 0 {
+		return defaultPercent
+	}
+	return defaultPercent + int(min(defaultPercent*float64(maxExtra)/float64(base), 1e6))
 }
 
 // percent is the GC percent that leaves room for Interval of allocation at
@@ -128,8 +150,6 @@ func percent(webhookRate, allocRate float64, base uint64, o Options) int {
 	if webhookRate < o.MinRate || base == 0 {
 		return defaultPercent
 	}
-	room := allocRate * o.Interval.Seconds()
-	most := float64(base) + float64(o.MaxExtra)
-	room = min(max(room, float64(base)), most)
-	return int(defaultPercent * room / float64(base))
+	room := min(max(allocRate*o.Interval.Seconds(), float64(base)), float64(base)+float64(o.MaxExtra))
+	return min(int(defaultPercent*room/float64(base)), ceiling(base, o.MaxExtra))
 }

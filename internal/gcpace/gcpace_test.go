@@ -34,6 +34,23 @@ func TestPercent(t *testing.T) {
 	}
 }
 
+func TestCeiling(t *testing.T) {
+	const mib = 1 << 20
+	for _, tc := range []struct {
+		base, extra uint64
+		want        int
+	}{
+		{60 * mib, 256 * mib, 526},
+		{150 * mib, 256 * mib, 270}, // the base grew in a burst: the percent comes down
+		{0, 256 * mib, 100},
+		{1, 1 << 40, 1_000_100}, // bounded: SetGCPercent takes an int32
+	} {
+		if got := ceiling(tc.base, tc.extra); got != tc.want {
+			t.Errorf("ceiling(%d, %d) = %d, want %d", tc.base, tc.extra, got, tc.want)
+		}
+	}
+}
+
 // gogc is the collector's current setting, as the runtime reports it.
 func gogc() uint64 { return readMetric("/gc/gogc:percent") }
 
