@@ -170,8 +170,8 @@ func runServe(ctx context.Context, o *options, args []string, stdout, stderr io.
 	}
 	go sweepLoop(runCtx, st, store.Retention{Age: cfg.Retention, Events: cfg.RetentionEvents}, log)
 	// GOGC, when set, is the operator's own choice of pacing.
-	switch _, gogcSet := os.LookupEnv("GOGC"); {
-	case gogcSet:
+	switch {
+	case os.Getenv("GOGC") != "": // as the runtime reads it: empty is unset
 		log.Info("collector pacing in bursts is off: GOGC is set")
 	case cfg.GCBurstMiB == 0:
 		log.Info("collector pacing in bursts is off", "gc_burst_mib", 0)
