@@ -126,7 +126,8 @@ func New(cfg Config, st Store, h *hub.Hub, m *Metrics) *Server {
 	if m == nil {
 		m = NewMetrics(prometheus.NewRegistry(), func() float64 { return 0 })
 	}
-	s := &Server{cfg: cfg, store: st, hub: h, metrics: m, log: cfg.Logger, signatures: zoom.NewSignatures(cfg.WebhookSecrets), botSignatures: zoom.NewSignatures(cfg.BotSecrets)}
+	s := &Server{cfg: cfg, store: st, hub: h, metrics: m, log: cfg.Logger,
+		signatures: zoom.NewSignatures(cfg.WebhookSecrets), botSignatures: zoom.NewSignatures(cfg.BotSecrets)}
 	s.tabs = newTabSet(s, cfg.PingInterval)
 	s.routes()
 	return s
