@@ -99,19 +99,25 @@ func (ps *posters) get(ctx context.Context, base string) (p *poster, reused bool
 		return p, true, nil
 	}
 	ps.mu.Unlock()
+	conn, host, err := dialPlain(ctx, &net.Dialer{}, base, "webhooks")
+	if err != nil {
+		return nil, false, err
+	}
+	return &poster{host: host, conn: conn, br: bufio.NewReader(conn)}, false, nil
+}
+
+// dialPlain connects to base (http://host:port) for what the tool sends
+// there, and returns the connection and the host to name in requests.
+func dialPlain(ctx context.Context, d *net.Dialer, base, what string) (net.Conn, string, error) {
 	u, err := url.Parse(base)
 	if err != nil {
-		return nil, false, err
+		return nil, "", err
 	}
 	if u.Scheme != "http" {
-		return nil, false, fmt.Errorf("webhooks go over plain HTTP, not %s", u.Scheme)
+		return nil, "", fmt.Errorf("%s go over plain HTTP, not %s", what, u.Scheme)
 	}
-	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", u.Host)
-	if err != nil {
-		return nil, false, err
-	}
-	return &poster{host: u.Host, conn: conn, br: bufio.NewReader(conn)}, false, nil
+	return conn, u.Host, err
 }
 
 func (ps *posters) put(base string, p *poster) {

@@ -13,7 +13,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"syscall"
 	"time"
@@ -61,13 +60,6 @@ func closeCodeOf(err error) int {
 // dialWS opens a WebSocket to base (http://host:port) + path. With
 // tinyWindow the socket gets a 4 KiB receive buffer.
 func dialWS(ctx context.Context, base, path string, tinyWindow bool) (*wsConn, error) {
-	u, err := url.Parse(base)
-	if err != nil {
-		return nil, err
-	}
-	if u.Scheme != "http" {
-		return nil, fmt.Errorf("tabs connect over plain HTTP, not %s", u.Scheme)
-	}
 	var d net.Dialer
 	if tinyWindow {
 		d.Control = func(network, address string, c syscall.RawConn) error {
@@ -78,13 +70,13 @@ func dialWS(ctx context.Context, base, path string, tinyWindow bool) (*wsConn, e
 			return err
 		}
 	}
-	conn, err := d.DialContext(ctx, "tcp", u.Host)
+	conn, host, err := dialPlain(ctx, &d, base, "tabs")
 	if err != nil {
 		return nil, err
 	}
 	c := &wsConn{conn: conn, br: bufio.NewReaderSize(conn, 512)}
 	done := c.within(ctx)
-	err = c.handshake(u.Host, path)
+	err = c.handshake(host, path)
 	if err = cmp.Or(done(), err); err != nil { // a timeout after ctx ended is ctx's
 		conn.Close()
 		return nil, err
