@@ -44,8 +44,13 @@ func openSQLite(ctx context.Context, s *Store) (err error) {
 	}
 	e := &sqliteEngine{s: s}
 	s.eng = e
-	// The writer's journal mode is set by its driver, after the page size.
-	if s.db, err = sql.Open(writerDriver, strings.Replace(dsn(opts.Path, opts, false), "_journal_mode=WAL&", "", 1)); err != nil {
+	// The writer's journal mode is set by its driver, after the page size;
+	// it writes its WAL through walbatch.c.
+	if err := registerWalBatch(); err != nil {
+		return err
+	}
+	writerDSN := strings.Replace(dsn(opts.Path, opts, false), "_journal_mode=WAL&", "", 1) + "&vfs=" + walBatchVFS
+	if s.db, err = sql.Open(writerDriver, writerDSN); err != nil {
 		return err
 	}
 	defer func() {

@@ -1,0 +1,22 @@
+package store
+
+// #include "walbatch.h"
+import "C"
+
+import (
+	"fmt"
+	"sync"
+)
+
+// walBatchVFS names the VFS of walbatch.c, through which the writer's
+// connection opens the database: it writes each transaction's WAL frames
+// at once, as its commit completes.
+const walBatchVFS = "onair-walbatch"
+
+var registerWalBatch = sync.OnceValue(func() error {
+	// SQLite keeps the name for the process's life: never freed.
+	if rc := C.onair_walbatch_register(C.CString(walBatchVFS)); rc != 0 {
+		return fmt.Errorf("register the %s VFS: SQLite error %d", walBatchVFS, rc)
+	}
+	return nil
+})
