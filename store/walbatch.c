@@ -2,19 +2,26 @@
 // two per frame. SQLite appends each frame to the WAL as two pwrite calls,
 // its 24-byte header and then its page; a group commit of a few dozen
 // webhooks writes a few hundred frames, and those calls were the server's
-// biggest single cost. This VFS wraps the default one and changes only WAL
+// largest single cost. This VFS wraps the default one and changes only WAL
 // files: frames appended at the end of the log are gathered in memory and
 // written out, in order and at once, as soon as the frame that commits the
-// transaction is complete, before SQLite goes on to publish the commit. A
-// transaction SQLite reports committed is therefore in the kernel exactly
-// as before, and a crash loses what it lost before: frames of a transaction
-// that had not committed.
+// transaction is complete: inside SQLite's write of that frame, before
+// SQLite publishes the commit. A transaction SQLite reports committed is
+// therefore in the kernel exactly as before, and a crash loses what it lost
+// before: frames of a transaction that had not committed.
 //
-// Everything else passes through: database files, journals, reads,
-// locks and shared memory; and every WAL write that is not an append at the
-// end of the current log (SQLite rewriting a frame, or a log whose end is
-// not known, until the next one starts) is written at once, after the
-// gathered frames.
+// What is gathered never outlives the connection's hold on the WAL's write
+// lock: the main database file is wrapped only to write out what is left
+// (the frames of a transaction rolled back after SQLite spilled pages of it)
+// before that lock is released, so another connection never writes the log
+// while frames of this one are still to come.
+//
+// Everything else passes through: database files, journals, reads, locks
+// and shared memory; and every WAL write that is not an append at the end
+// of the current log (a frame rewritten within its transaction, checksums
+// fixed after it, the frames of the transaction after a rollback, a log
+// whose end is not known until SQLite starts the next one) is written at
+// once, after what was gathered.
 
 #include <stdint.h>
 #include <string.h>
@@ -26,11 +33,23 @@
 // Frames gathered beyond this are written out mid-transaction (SQLite
 // writes a big transaction's frames as it goes, too).
 #define MAX_GATHERED (4 << 20)
+// The unix VFS writes less than 128 KiB a call (SQLite never asks for more:
+// pages are at most 64 KiB).
 #define MAX_WRITE (64 << 10)
+
+typedef struct DbFile DbFile;
+
+// Both files begin as a wrapped file: the default VFS's own follows them in
+// the same allocation.
+typedef struct Wrapped {
+	sqlite3_file base;
+	sqlite3_file *real;
+} Wrapped;
 
 typedef struct WalFile {
 	sqlite3_file base;
-	sqlite3_file *real; // the default VFS's file, in the same allocation
+	sqlite3_file *real;
+	DbFile *db;         // the main database file of the same connection
 	unsigned char *buf; // frames appended but not yet written
 	sqlite3_int64 bufOff;
 	int bufLen, bufCap;
@@ -38,43 +57,62 @@ typedef struct WalFile {
 	// SQLite starts a log by writing its header, everything passes through).
 	sqlite3_int64 logEnd;
 	int frameSize; // FRAME_HEADER + page size, from the log's header
-	// The last frame header appended, and whether it commits.
-	sqlite3_int64 hdrOff;
-	int hdrCommits;
 } WalFile;
+
+struct DbFile {
+	sqlite3_file base;
+	sqlite3_file *real;
+	WalFile *wal; // its WAL, while open
+};
 
 static sqlite3_vfs *baseVfs;
 static sqlite3_vfs walVfs;
+static unsigned long long gathered; // bytes, for tests
 
 static uint32_t get32(const unsigned char *p) {
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
-// writeOut writes through the default VFS, in pieces it takes: the unix
-// VFS writes at most 128 KiB - 1 per call (it never gets more from SQLite,
-// whose pages are at most 64 KiB).
-static int writeOut(WalFile *f, const unsigned char *p, sqlite3_int64 n, sqlite3_int64 off) {
-	while (n > 0) {
-		int piece = n > MAX_WRITE ? MAX_WRITE : (int)n;
-		int rc = f->real->pMethods->xWrite(f->real, p, piece, off);
+// writeOut writes p through the default VFS and reports how much of it is
+// written.
+static int writeOut(WalFile *f, const unsigned char *p, sqlite3_int64 n, sqlite3_int64 off, sqlite3_int64 *done) {
+	*done = 0;
+	while (*done < n) {
+		int piece = n - *done > MAX_WRITE ? MAX_WRITE : (int)(n - *done);
+		int rc = f->real->pMethods->xWrite(f->real, p + *done, piece, off + *done);
 		if (rc != SQLITE_OK) {
 			return rc;
 		}
-		p += piece;
-		n -= piece;
-		off += piece;
+		*done += piece;
 	}
 	return SQLITE_OK;
 }
 
+// flush writes out what is gathered. What a failed write leaves stays
+// gathered, to be written before anything after it: the log never has a
+// hole SQLite does not know of. Gathering stops until the next log.
 static int flush(WalFile *f) {
-	int rc = writeOut(f, f->buf, f->bufLen, f->bufOff);
+	sqlite3_int64 done;
+	int rc = writeOut(f, f->buf, f->bufLen, f->bufOff, &done);
+	if (rc != SQLITE_OK) {
+		memmove(f->buf, f->buf + done, f->bufLen - done);
+		f->bufOff += done;
+		f->bufLen -= (int)done;
+		f->logEnd = -1;
+		return rc;
+	}
 	f->bufLen = 0;
-	return rc;
+	return SQLITE_OK;
 }
 
 static int overlaps(WalFile *f, sqlite3_int64 off, sqlite3_int64 n) {
 	return f->bufLen > 0 && off < f->bufOff + f->bufLen && f->bufOff < off + n;
+}
+
+static int writeThrough(WalFile *f, const void *p, int n, sqlite3_int64 off) {
+	sqlite3_int64 done;
+	int rc = flush(f);
+	return rc != SQLITE_OK ? rc : writeOut(f, p, n, off, &done);
 }
 
 static int gather(WalFile *f, const void *p, int n, sqlite3_int64 off) {
@@ -83,7 +121,7 @@ static int gather(WalFile *f, const void *p, int n, sqlite3_int64 off) {
 		return rc;
 	}
 	if (n > MAX_GATHERED) {
-		return writeOut(f, p, n, off);
+		return writeThrough(f, p, n, off);
 	}
 	if (f->bufLen + n > f->bufCap) {
 		sqlite3_int64 cap = f->bufCap ? f->bufCap : 256 << 10;
@@ -92,11 +130,7 @@ static int gather(WalFile *f, const void *p, int n, sqlite3_int64 off) {
 		}
 		unsigned char *b = sqlite3_realloc64(f->buf, cap);
 		if (!b) {
-			// No memory to gather in: write what is gathered, then this.
-			if ((rc = flush(f)) != SQLITE_OK) {
-				return rc;
-			}
-			return writeOut(f, p, n, off);
+			return writeThrough(f, p, n, off); // no memory to gather in
 		}
 		f->buf = b;
 		f->bufCap = (int)cap;
@@ -106,50 +140,61 @@ static int gather(WalFile *f, const void *p, int n, sqlite3_int64 off) {
 	}
 	memcpy(f->buf + f->bufLen, p, n);
 	f->bufLen += n;
+	__atomic_fetch_add(&gathered, n, __ATOMIC_RELAXED);
+	return SQLITE_OK;
+}
+
+// committed says whether the frame that starts at h is a commit's: bytes
+// 4-7 of its header, the database's size, are set only by one.
+static int committed(WalFile *f, sqlite3_int64 h, int *yes) {
+	unsigned char size[4];
+	int rc;
+	if (f->bufLen > 0 && h + 4 >= f->bufOff) {
+		memcpy(size, f->buf + (h + 4 - f->bufOff), 4);
+	} else {
+		// Written already (gathering was cut short by a size limit).
+		if (overlaps(f, h + 4, 4) && (rc = flush(f)) != SQLITE_OK) {
+			return rc;
+		}
+		if ((rc = f->real->pMethods->xRead(f->real, size, 4, h + 4)) != SQLITE_OK) {
+			return rc;
+		}
+	}
+	*yes = get32(size) != 0;
 	return SQLITE_OK;
 }
 
 static int walWrite(sqlite3_file *pf, const void *p, int n, sqlite3_int64 off) {
 	WalFile *f = (WalFile *)pf;
-	const unsigned char *b = p;
 	int rc;
 	if (off == 0 && n >= WAL_HEADER) {
 		// SQLite starts a log: its header gives the frame size.
 		if ((rc = flush(f)) != SQLITE_OK) {
 			return rc;
 		}
-		uint32_t page = get32(b + 8);
-		// Frames are found by their size: with a page size SQLite never
-		// writes, nothing is gathered.
+		uint32_t page = get32((const unsigned char *)p + 8);
 		f->logEnd = page >= 512 && page <= 65536 && (page & (page - 1)) == 0 ? 0 : -1;
 		f->frameSize = FRAME_HEADER + (int)page;
-		f->hdrOff = -1;
 	}
 	if (f->logEnd < 0 || off != f->logEnd) {
-		// Not an append: a frame rewritten in its transaction, a checksum
-		// fixed after it, or the first frames after a rollback, written over
-		// the rolled-back ones. Written now, after what was gathered.
-		if ((rc = flush(f)) != SQLITE_OK) {
-			return rc;
-		}
 		if (f->logEnd >= 0 && off + n > f->logEnd) {
 			f->logEnd = -1; // not how SQLite writes: stop gathering until the next log
 		}
-		return f->real->pMethods->xWrite(f->real, p, n, off);
-	}
-	if (off >= WAL_HEADER && (off - WAL_HEADER) % f->frameSize == 0 && n >= FRAME_HEADER) {
-		f->hdrOff = off;
-		f->hdrCommits = get32(b + 4) != 0; // the database's size, given only by a commit
+		return writeThrough(f, p, n, off);
 	}
 	if ((rc = gather(f, p, n, off)) != SQLITE_OK) {
 		f->logEnd = -1;
 		return rc;
 	}
 	f->logEnd = off + n;
-	if (f->hdrCommits && f->logEnd == f->hdrOff + f->frameSize) {
-		// The commit's frame is complete: out, before SQLite publishes it.
-		f->hdrCommits = 0;
-		if ((rc = flush(f)) != SQLITE_OK) {
+	// Frames are found by position, whatever the pieces SQLite writes them in.
+	sqlite3_int64 end = f->logEnd - WAL_HEADER;
+	if (end > 0 && end % f->frameSize == 0) {
+		int yes = 0;
+		if ((rc = committed(f, f->logEnd - f->frameSize, &yes)) == SQLITE_OK && yes) {
+			rc = flush(f); // the commit's frame is complete: out, before SQLite publishes it
+		}
+		if (rc != SQLITE_OK) {
 			f->logEnd = -1;
 			return rc;
 		}
@@ -170,9 +215,12 @@ static int walClose(sqlite3_file *pf) {
 	WalFile *f = (WalFile *)pf;
 	int rc = flush(f);
 	int rc2 = f->real->pMethods->xClose(f->real);
+	if (f->db) {
+		f->db->wal = 0;
+	}
 	sqlite3_free(f->buf);
 	f->buf = 0;
-	f->bufCap = 0;
+	f->bufLen = f->bufCap = 0;
 	return rc != SQLITE_OK ? rc : rc2;
 }
 
@@ -213,29 +261,29 @@ static int walFetch(sqlite3_file *pf, sqlite3_int64 off, int n, void **pp) {
 	return f->real->pMethods->xFetch(f->real, off, n, pp);
 }
 
-#define REAL(pf) (((WalFile *)(pf))->real)
+#define REAL(pf) (((Wrapped *)(pf))->real)
 
-static int walLock(sqlite3_file *pf, int l) { return REAL(pf)->pMethods->xLock(REAL(pf), l); }
-static int walUnlock(sqlite3_file *pf, int l) { return REAL(pf)->pMethods->xUnlock(REAL(pf), l); }
-static int walCheckReservedLock(sqlite3_file *pf, int *out) {
+static int passLock(sqlite3_file *pf, int l) { return REAL(pf)->pMethods->xLock(REAL(pf), l); }
+static int passUnlock(sqlite3_file *pf, int l) { return REAL(pf)->pMethods->xUnlock(REAL(pf), l); }
+static int passCheckReservedLock(sqlite3_file *pf, int *out) {
 	return REAL(pf)->pMethods->xCheckReservedLock(REAL(pf), out);
 }
-static int walFileControl(sqlite3_file *pf, int op, void *arg) {
+static int passFileControl(sqlite3_file *pf, int op, void *arg) {
 	return REAL(pf)->pMethods->xFileControl(REAL(pf), op, arg);
 }
-static int walSectorSize(sqlite3_file *pf) { return REAL(pf)->pMethods->xSectorSize(REAL(pf)); }
-static int walDeviceCharacteristics(sqlite3_file *pf) {
+static int passSectorSize(sqlite3_file *pf) { return REAL(pf)->pMethods->xSectorSize(REAL(pf)); }
+static int passDeviceCharacteristics(sqlite3_file *pf) {
 	return REAL(pf)->pMethods->xDeviceCharacteristics(REAL(pf));
 }
-static int walShmMap(sqlite3_file *pf, int pg, int sz, int extend, void volatile **pp) {
+static int passShmMap(sqlite3_file *pf, int pg, int sz, int extend, void volatile **pp) {
 	return REAL(pf)->pMethods->xShmMap(REAL(pf), pg, sz, extend, pp);
 }
-static int walShmLock(sqlite3_file *pf, int off, int n, int flags) {
+static int passShmLock(sqlite3_file *pf, int off, int n, int flags) {
 	return REAL(pf)->pMethods->xShmLock(REAL(pf), off, n, flags);
 }
-static void walShmBarrier(sqlite3_file *pf) { REAL(pf)->pMethods->xShmBarrier(REAL(pf)); }
-static int walShmUnmap(sqlite3_file *pf, int del) { return REAL(pf)->pMethods->xShmUnmap(REAL(pf), del); }
-static int walUnfetch(sqlite3_file *pf, sqlite3_int64 off, void *p) {
+static void passShmBarrier(sqlite3_file *pf) { REAL(pf)->pMethods->xShmBarrier(REAL(pf)); }
+static int passShmUnmap(sqlite3_file *pf, int del) { return REAL(pf)->pMethods->xShmUnmap(REAL(pf), del); }
+static int passUnfetch(sqlite3_file *pf, sqlite3_int64 off, void *p) {
 	if (REAL(pf)->pMethods->iVersion < 3 || !REAL(pf)->pMethods->xUnfetch) {
 		return SQLITE_OK;
 	}
@@ -244,25 +292,82 @@ static int walUnfetch(sqlite3_file *pf, sqlite3_int64 off, void *p) {
 
 static const sqlite3_io_methods walMethods = {
 	3, walClose, walRead, walWrite, walTruncate, walSync, walFileSize,
-	walLock, walUnlock, walCheckReservedLock, walFileControl, walSectorSize, walDeviceCharacteristics,
-	walShmMap, walShmLock, walShmBarrier, walShmUnmap, walFetch, walUnfetch,
+	passLock, passUnlock, passCheckReservedLock, passFileControl, passSectorSize, passDeviceCharacteristics,
+	passShmMap, passShmLock, passShmBarrier, passShmUnmap, walFetch, passUnfetch,
+};
+
+static int dbClose(sqlite3_file *pf) {
+	DbFile *d = (DbFile *)pf;
+	if (d->wal) {
+		d->wal->db = 0;
+	}
+	return d->real->pMethods->xClose(d->real);
+}
+static int dbRead(sqlite3_file *pf, void *p, int n, sqlite3_int64 off) {
+	return REAL(pf)->pMethods->xRead(REAL(pf), p, n, off);
+}
+static int dbWrite(sqlite3_file *pf, const void *p, int n, sqlite3_int64 off) {
+	return REAL(pf)->pMethods->xWrite(REAL(pf), p, n, off);
+}
+static int dbTruncate(sqlite3_file *pf, sqlite3_int64 size) { return REAL(pf)->pMethods->xTruncate(REAL(pf), size); }
+static int dbSync(sqlite3_file *pf, int flags) { return REAL(pf)->pMethods->xSync(REAL(pf), flags); }
+static int dbFileSize(sqlite3_file *pf, sqlite3_int64 *size) {
+	return REAL(pf)->pMethods->xFileSize(REAL(pf), size);
+}
+static int dbFetch(sqlite3_file *pf, sqlite3_int64 off, int n, void **pp) {
+	*pp = 0;
+	if (REAL(pf)->pMethods->iVersion < 3 || !REAL(pf)->pMethods->xFetch) {
+		return SQLITE_OK;
+	}
+	return REAL(pf)->pMethods->xFetch(REAL(pf), off, n, pp);
+}
+
+// dbShmLock writes out what the WAL still holds before the write lock (lock
+// 0 of the shared memory) is let go: frames of a transaction that did not
+// commit, which SQLite had written before.
+static int dbShmLock(sqlite3_file *pf, int off, int n, int flags) {
+	DbFile *d = (DbFile *)pf;
+	if (d->wal && d->wal->bufLen > 0 && (flags & SQLITE_SHM_UNLOCK) && (flags & SQLITE_SHM_EXCLUSIVE) && off <= 0 &&
+	    off + n > 0 && flush(d->wal) != SQLITE_OK) {
+		d->wal->bufLen = 0; // they are no commit's: dropped rather than written after the lock is gone
+	}
+	return d->real->pMethods->xShmLock(d->real, off, n, flags);
+}
+
+static const sqlite3_io_methods dbMethods = {
+	3, dbClose, dbRead, dbWrite, dbTruncate, dbSync, dbFileSize,
+	passLock, passUnlock, passCheckReservedLock, passFileControl, passSectorSize, passDeviceCharacteristics,
+	passShmMap, dbShmLock, passShmBarrier, passShmUnmap, dbFetch, passUnfetch,
 };
 
 static int walOpen(sqlite3_vfs *vfs, const char *name, sqlite3_file *pf, int flags, int *outFlags) {
 	(void)vfs;
-	if (!(flags & SQLITE_OPEN_WAL)) {
-		// Not a WAL: the default VFS's own file, in the room SQLite made.
-		return baseVfs->xOpen(baseVfs, name, pf, flags, outFlags);
+	int rc;
+	if (flags & SQLITE_OPEN_WAL) {
+		WalFile *f = (WalFile *)pf;
+		memset(f, 0, sizeof *f);
+		f->real = (sqlite3_file *)(f + 1);
+		f->logEnd = -1;
+		rc = baseVfs->xOpen(baseVfs, name, f->real, flags, outFlags);
+		// SQLite calls xClose whenever pMethods is set, even after a failure.
+		f->base.pMethods = f->real->pMethods ? &walMethods : 0;
+		sqlite3_file *db = sqlite3_database_file_object(name);
+		if (rc == SQLITE_OK && db && db->pMethods == &dbMethods) {
+			f->db = (DbFile *)db;
+			f->db->wal = f;
+		}
+		return rc;
 	}
-	WalFile *f = (WalFile *)pf;
-	memset(f, 0, sizeof *f);
-	f->real = (sqlite3_file *)(f + 1);
-	f->logEnd = -1;
-	f->hdrOff = -1;
-	int rc = baseVfs->xOpen(baseVfs, name, f->real, flags, outFlags);
-	// SQLite calls xClose whenever pMethods is set, even after a failure.
-	f->base.pMethods = f->real->pMethods ? &walMethods : 0;
-	return rc;
+	if (flags & SQLITE_OPEN_MAIN_DB) {
+		DbFile *d = (DbFile *)pf;
+		memset(d, 0, sizeof *d);
+		d->real = (sqlite3_file *)(d + 1);
+		rc = baseVfs->xOpen(baseVfs, name, d->real, flags, outFlags);
+		d->base.pMethods = d->real->pMethods ? &dbMethods : 0;
+		return rc;
+	}
+	// Anything else is the default VFS's own file, in the room SQLite made.
+	return baseVfs->xOpen(baseVfs, name, pf, flags, outFlags);
 }
 
 // onair_walbatch_register registers the VFS under name, once.
@@ -277,7 +382,9 @@ int onair_walbatch_register(const char *name) {
 	walVfs = *baseVfs;
 	walVfs.pNext = 0;
 	walVfs.zName = name;
-	walVfs.szOsFile = (int)sizeof(WalFile) + baseVfs->szOsFile;
+	walVfs.szOsFile = (int)(sizeof(WalFile) > sizeof(DbFile) ? sizeof(WalFile) : sizeof(DbFile)) + baseVfs->szOsFile;
 	walVfs.xOpen = walOpen;
 	return sqlite3_vfs_register(&walVfs, 0);
 }
+
+unsigned long long onair_walbatch_gathered(void) { return __atomic_load_n(&gathered, __ATOMIC_RELAXED); }

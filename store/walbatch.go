@@ -20,3 +20,7 @@ var registerWalBatch = sync.OnceValue(func() error {
 	}
 	return nil
 })
+
+// walGathered is how many bytes walbatch.c has gathered since the process
+// started.
+func walGathered() uint64 { return uint64(C.onair_walbatch_gathered()) }

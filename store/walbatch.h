@@ -64,6 +64,7 @@ struct sqlite3_vfs {
 };
 
 sqlite3_vfs *sqlite3_vfs_find(const char *zVfsName);
+sqlite3_file *sqlite3_database_file_object(const char *);
 int sqlite3_vfs_register(sqlite3_vfs *, int makeDflt);
 void *sqlite3_malloc64(unsigned long long);
 void *sqlite3_realloc64(void *, unsigned long long);
@@ -71,11 +72,12 @@ void sqlite3_free(void *);
 
 #define SQLITE_OK 0
 #define SQLITE_ERROR 1
-#define SQLITE_NOMEM 7
-#define SQLITE_IOERR 10
-#define SQLITE_IOERR_WRITE (SQLITE_IOERR | (3 << 8))
+#define SQLITE_OPEN_MAIN_DB 0x00000100
 #define SQLITE_OPEN_WAL 0x00080000
+#define SQLITE_SHM_UNLOCK 1
+#define SQLITE_SHM_EXCLUSIVE 8
 
 int onair_walbatch_register(const char *name);
+unsigned long long onair_walbatch_gathered(void);
 
 #endif

@@ -19,7 +19,14 @@ import (
 // index is rebuilt from the WAL). It returns the copy's path.
 func crashCopy(t *testing.T, path string) string {
 	t.Helper()
-	dst := filepath.Join(t.TempDir(), "onair.db")
+	return crashCopyTo(t, path, t.TempDir())
+}
+
+// crashCopyTo is crashCopy into dir, over any copy there.
+func crashCopyTo(t *testing.T, path, dir string) string {
+	t.Helper()
+	dst := filepath.Join(dir, "onair.db")
+	os.Remove(dst + "-shm")
 	for _, suffix := range []string{"", "-wal"} {
 		b, err := os.ReadFile(path + suffix)
 		if errors.Is(err, os.ErrNotExist) && suffix != "" {
@@ -70,6 +77,7 @@ func countUsers(t *testing.T, db interface {
 func TestWALBatchWritesACommitBeforeItIsReported(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "onair.db")
 	total := 0
+	before := walGathered()
 	for life := range 2 {
 		s, err := Open(context.Background(), Options{Path: path})
 		if err != nil {
@@ -107,6 +115,65 @@ func TestWALBatchWritesACommitBeforeItIsReported(t *testing.T) {
 		next := crashCopy(t, path)
 		s.Close()
 		path = next
+	}
+	// Gathered, not passed through: at least a frame of each commit.
+	if got := walGathered() - before; got < uint64(total)*2048 {
+		t.Fatalf("%d bytes gathered for %d commits", got, total)
+	}
+}
+
+// With synchronous=FULL and no power-safe overwrite, SQLite repeats a
+// commit's frame up to the next sector and may split one of them anywhere,
+// even inside its header: each commit must still be written before it is
+// reported.
+func TestWALBatchPaddedCommits(t *testing.T) {
+	if err := registerWalBatch(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "padded.db")
+	db, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL&_synchronous=FULL&psow=0&vfs="+walBatchVFS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	// One log all along, so that its frames fall at every place of a sector.
+	if _, err := db.Exec(`PRAGMA wal_autocheckpoint = 0`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`CREATE TABLE walbatch_test (x INTEGER PRIMARY KEY, b BLOB NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	// A reader of its own, as SQLite reads a log: the newest copy of a page
+	// is the one it reads, a padding frame's.
+	reader, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL&_query_only=true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	reader.SetMaxOpenConns(1)
+	dir := t.TempDir()
+	for i := range 300 {
+		size := 100 + i*397%9000
+		if _, err := db.Exec(`INSERT INTO walbatch_test (x, b) VALUES (?, randomblob(?))`, i, size); err != nil {
+			t.Fatal(err)
+		}
+		var n, last int
+		if err := reader.QueryRow(`SELECT count(*), (SELECT length(b) FROM walbatch_test WHERE x = ?) FROM walbatch_test`, i).
+			Scan(&n, &last); err != nil {
+			t.Fatalf("commit %d, read by another connection: %v", i, err)
+		}
+		if n != i+1 || last != size {
+			t.Fatalf("commit %d, read by another connection: %d rows, the last %d bytes long (want %d)", i, n, last, size)
+		}
+		copied := openCopy(t, crashCopyTo(t, path, dir))
+		if err := copied.QueryRow(`SELECT count(*) FROM walbatch_test`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		copied.Close()
+		if n != i+1 {
+			t.Fatalf("commit %d: %d rows in the files", i, n)
+		}
 	}
 }
 
@@ -208,4 +275,60 @@ func tableSum(t *testing.T, db *sql.DB) string {
 		t.Fatal(err)
 	}
 	return fmt.Sprintf("%d rows %x", n, h.Sum(nil)[:8])
+}
+
+// A transaction rolled back after SQLite spilled pages of it may leave
+// frames gathered. Another connection may write the log as soon as the
+// writer lets go of its write lock, and must find the log as SQLite left
+// it: nothing of the dead transaction may be written over its commit later.
+func TestWALBatchAnotherWriterAfterARollback(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "onair.db")
+	s, err := Open(context.Background(), Options{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if err := s.w.do(ctx, func(tx *Tx) error {
+		_, err := tx.exec(`CREATE TABLE walbatch_test (x INTEGER PRIMARY KEY, b BLOB NOT NULL)`)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	other, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL&_busy_timeout=5000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	boom := errors.New("rolled back")
+	for round, rows := range []int{4500, 5000, 5500, 6000, 7000, 9000} {
+		err := s.w.do(ctx, func(tx *Tx) error {
+			if _, err := tx.exec(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
+				INSERT INTO walbatch_test (x, b) SELECT 100000 + i, randomblob(1500) FROM n`, rows); err != nil {
+				return err
+			}
+			return boom
+		})
+		if !errors.Is(err, boom) {
+			t.Fatalf("got %v, want the write to fail", err)
+		}
+		if _, err := other.Exec(`INSERT INTO walbatch_test (x, b) VALUES (?, randomblob(3000))`, -1000-round); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.w.do(ctx, func(tx *Tx) error {
+			_, err := tx.exec(`INSERT INTO walbatch_test (x, b) VALUES (?, x'01')`, -1-round)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		db := openCopy(t, crashCopy(t, path))
+		checkSame(t, s, db)
+		var marks int
+		if err := db.QueryRow(`SELECT count(*) FROM walbatch_test WHERE x < 0`).Scan(&marks); err != nil {
+			t.Fatal(err)
+		}
+		if marks != 2*(round+1) {
+			t.Fatalf("round %d: %d of %d committed rows in the files", round, marks, 2*(round+1))
+		}
+	}
 }
