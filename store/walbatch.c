@@ -11,10 +11,9 @@
 // before: frames of a transaction that had not committed.
 //
 // What is gathered never outlives the connection's hold on the WAL's write
-// lock: the main database file is wrapped only to write out what is left
-// (the frames of a transaction rolled back after SQLite spilled pages of it)
-// before that lock is released, so another connection never writes the log
-// while frames of this one are still to come.
+// lock: the main database file is wrapped only to drop what is left (frames
+// of a transaction that did not commit) as that lock is released, so that
+// nothing of this connection reaches the log after another may write it.
 //
 // Everything else passes through: database files, journals, reads, locks
 // and shared memory; and every WAL write that is not an append at the end
@@ -47,8 +46,7 @@ typedef struct Wrapped {
 } Wrapped;
 
 typedef struct WalFile {
-	sqlite3_file base;
-	sqlite3_file *real;
+	Wrapped w;
 	DbFile *db;         // the main database file of the same connection
 	unsigned char *buf; // frames appended but not yet written
 	sqlite3_int64 bufOff;
@@ -60,14 +58,15 @@ typedef struct WalFile {
 } WalFile;
 
 struct DbFile {
-	sqlite3_file base;
-	sqlite3_file *real;
+	Wrapped w;
 	WalFile *wal; // its WAL, while open
 };
 
 static sqlite3_vfs *baseVfs;
 static sqlite3_vfs walVfs;
-static unsigned long long gathered; // bytes, for tests
+// For tests: bytes gathered, and writes still to fail.
+static unsigned long long gathered;
+static int failWrites;
 
 static uint32_t get32(const unsigned char *p) {
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
@@ -79,7 +78,10 @@ static int writeOut(WalFile *f, const unsigned char *p, sqlite3_int64 n, sqlite3
 	*done = 0;
 	while (*done < n) {
 		int piece = n - *done > MAX_WRITE ? MAX_WRITE : (int)(n - *done);
-		int rc = f->real->pMethods->xWrite(f->real, p + *done, piece, off + *done);
+		if (__atomic_load_n(&failWrites, __ATOMIC_RELAXED) > 0 && __atomic_sub_fetch(&failWrites, 1, __ATOMIC_RELAXED) >= 0) {
+			return SQLITE_IOERR_WRITE;
+		}
+		int rc = f->w.real->pMethods->xWrite(f->w.real, p + *done, piece, off + *done);
 		if (rc != SQLITE_OK) {
 			return rc;
 		}
@@ -156,7 +158,7 @@ static int committed(WalFile *f, sqlite3_int64 h, int *yes) {
 		if (overlaps(f, h + 4, 4) && (rc = flush(f)) != SQLITE_OK) {
 			return rc;
 		}
-		if ((rc = f->real->pMethods->xRead(f->real, size, 4, h + 4)) != SQLITE_OK) {
+		if ((rc = f->w.real->pMethods->xRead(f->w.real, size, 4, h + 4)) != SQLITE_OK) {
 			return rc;
 		}
 	}
@@ -208,20 +210,19 @@ static int walRead(sqlite3_file *pf, void *p, int n, sqlite3_int64 off) {
 	if (overlaps(f, off, n) && (rc = flush(f)) != SQLITE_OK) {
 		return rc;
 	}
-	return f->real->pMethods->xRead(f->real, p, n, off);
+	return f->w.real->pMethods->xRead(f->w.real, p, n, off);
 }
 
+// walClose drops what is gathered, as dbShmLock does: no commit's.
 static int walClose(sqlite3_file *pf) {
 	WalFile *f = (WalFile *)pf;
-	int rc = flush(f);
-	int rc2 = f->real->pMethods->xClose(f->real);
 	if (f->db) {
 		f->db->wal = 0;
 	}
 	sqlite3_free(f->buf);
 	f->buf = 0;
 	f->bufLen = f->bufCap = 0;
-	return rc != SQLITE_OK ? rc : rc2;
+	return f->w.real->pMethods->xClose(f->w.real);
 }
 
 static int walTruncate(sqlite3_file *pf, sqlite3_int64 size) {
@@ -233,19 +234,19 @@ static int walTruncate(sqlite3_file *pf, sqlite3_int64 size) {
 	if (f->logEnd > size) {
 		f->logEnd = -1;
 	}
-	return f->real->pMethods->xTruncate(f->real, size);
+	return f->w.real->pMethods->xTruncate(f->w.real, size);
 }
 
 static int walSync(sqlite3_file *pf, int flags) {
 	WalFile *f = (WalFile *)pf;
 	int rc = flush(f);
-	return rc != SQLITE_OK ? rc : f->real->pMethods->xSync(f->real, flags);
+	return rc != SQLITE_OK ? rc : f->w.real->pMethods->xSync(f->w.real, flags);
 }
 
 static int walFileSize(sqlite3_file *pf, sqlite3_int64 *size) {
 	WalFile *f = (WalFile *)pf;
 	int rc = flush(f);
-	return rc != SQLITE_OK ? rc : f->real->pMethods->xFileSize(f->real, size);
+	return rc != SQLITE_OK ? rc : f->w.real->pMethods->xFileSize(f->w.real, size);
 }
 
 static int walFetch(sqlite3_file *pf, sqlite3_int64 off, int n, void **pp) {
@@ -255,10 +256,10 @@ static int walFetch(sqlite3_file *pf, sqlite3_int64 off, int n, void **pp) {
 	if (overlaps(f, off, n) && (rc = flush(f)) != SQLITE_OK) {
 		return rc;
 	}
-	if (f->real->pMethods->iVersion < 3 || !f->real->pMethods->xFetch) {
+	if (f->w.real->pMethods->iVersion < 3 || !f->w.real->pMethods->xFetch) {
 		return SQLITE_OK; // no memory map: SQLite reads instead
 	}
-	return f->real->pMethods->xFetch(f->real, off, n, pp);
+	return f->w.real->pMethods->xFetch(f->w.real, off, n, pp);
 }
 
 #define REAL(pf) (((Wrapped *)(pf))->real)
@@ -301,7 +302,7 @@ static int dbClose(sqlite3_file *pf) {
 	if (d->wal) {
 		d->wal->db = 0;
 	}
-	return d->real->pMethods->xClose(d->real);
+	return d->w.real->pMethods->xClose(d->w.real);
 }
 static int dbRead(sqlite3_file *pf, void *p, int n, sqlite3_int64 off) {
 	return REAL(pf)->pMethods->xRead(REAL(pf), p, n, off);
@@ -322,16 +323,19 @@ static int dbFetch(sqlite3_file *pf, sqlite3_int64 off, int n, void **pp) {
 	return REAL(pf)->pMethods->xFetch(REAL(pf), off, n, pp);
 }
 
-// dbShmLock writes out what the WAL still holds before the write lock (lock
-// 0 of the shared memory) is let go: frames of a transaction that did not
-// commit, which SQLite had written before.
+// dbShmLock drops what the WAL still holds as the write lock (lock 0 of the
+// shared memory) is let go. A commit is written out before SQLite reports
+// it, so what is left belongs to a transaction that did not commit: frames
+// of one rolled back after SQLite spilled pages of it, which SQLite would
+// have written and never read again, or what a failed write kept of one
+// whose commit failed, which must never reach the file (recovery after a
+// crash would find a whole transaction that was reported failed).
 static int dbShmLock(sqlite3_file *pf, int off, int n, int flags) {
 	DbFile *d = (DbFile *)pf;
-	if (d->wal && d->wal->bufLen > 0 && (flags & SQLITE_SHM_UNLOCK) && (flags & SQLITE_SHM_EXCLUSIVE) && off <= 0 &&
-	    off + n > 0 && flush(d->wal) != SQLITE_OK) {
-		d->wal->bufLen = 0; // they are no commit's: dropped rather than written after the lock is gone
+	if (d->wal && (flags & SQLITE_SHM_UNLOCK) && (flags & SQLITE_SHM_EXCLUSIVE) && off <= 0 && off + n > 0) {
+		d->wal->bufLen = 0;
 	}
-	return d->real->pMethods->xShmLock(d->real, off, n, flags);
+	return d->w.real->pMethods->xShmLock(d->w.real, off, n, flags);
 }
 
 static const sqlite3_io_methods dbMethods = {
@@ -346,11 +350,11 @@ static int walOpen(sqlite3_vfs *vfs, const char *name, sqlite3_file *pf, int fla
 	if (flags & SQLITE_OPEN_WAL) {
 		WalFile *f = (WalFile *)pf;
 		memset(f, 0, sizeof *f);
-		f->real = (sqlite3_file *)(f + 1);
+		f->w.real = (sqlite3_file *)(f + 1);
 		f->logEnd = -1;
-		rc = baseVfs->xOpen(baseVfs, name, f->real, flags, outFlags);
+		rc = baseVfs->xOpen(baseVfs, name, f->w.real, flags, outFlags);
 		// SQLite calls xClose whenever pMethods is set, even after a failure.
-		f->base.pMethods = f->real->pMethods ? &walMethods : 0;
+		f->w.base.pMethods = f->w.real->pMethods ? &walMethods : 0;
 		sqlite3_file *db = sqlite3_database_file_object(name);
 		if (rc == SQLITE_OK && db && db->pMethods == &dbMethods) {
 			f->db = (DbFile *)db;
@@ -361,9 +365,9 @@ static int walOpen(sqlite3_vfs *vfs, const char *name, sqlite3_file *pf, int fla
 	if (flags & SQLITE_OPEN_MAIN_DB) {
 		DbFile *d = (DbFile *)pf;
 		memset(d, 0, sizeof *d);
-		d->real = (sqlite3_file *)(d + 1);
-		rc = baseVfs->xOpen(baseVfs, name, d->real, flags, outFlags);
-		d->base.pMethods = d->real->pMethods ? &dbMethods : 0;
+		d->w.real = (sqlite3_file *)(d + 1);
+		rc = baseVfs->xOpen(baseVfs, name, d->w.real, flags, outFlags);
+		d->w.base.pMethods = d->w.real->pMethods ? &dbMethods : 0;
 		return rc;
 	}
 	// Anything else is the default VFS's own file, in the room SQLite made.
@@ -388,3 +392,5 @@ int onair_walbatch_register(const char *name) {
 }
 
 unsigned long long onair_walbatch_gathered(void) { return __atomic_load_n(&gathered, __ATOMIC_RELAXED); }
+
+void onair_walbatch_fail_writes(int n) { __atomic_store_n(&failWrites, n, __ATOMIC_RELAXED); }

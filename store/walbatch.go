@@ -24,3 +24,6 @@ var registerWalBatch = sync.OnceValue(func() error {
 // walGathered is how many bytes walbatch.c has gathered since the process
 // started.
 func walGathered() uint64 { return uint64(C.onair_walbatch_gathered()) }
+
+// walFailWrites makes walbatch.c's next n writes fail, for tests.
+func walFailWrites(n int) { C.onair_walbatch_fail_writes(C.int(n)) }

@@ -72,6 +72,7 @@ void sqlite3_free(void *);
 
 #define SQLITE_OK 0
 #define SQLITE_ERROR 1
+#define SQLITE_IOERR_WRITE (10 | (3 << 8))
 #define SQLITE_OPEN_MAIN_DB 0x00000100
 #define SQLITE_OPEN_WAL 0x00080000
 #define SQLITE_SHM_UNLOCK 1
@@ -79,5 +80,6 @@ void sqlite3_free(void *);
 
 int onair_walbatch_register(const char *name);
 unsigned long long onair_walbatch_gathered(void);
+void onair_walbatch_fail_writes(int n);
 
 #endif

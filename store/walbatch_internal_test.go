@@ -332,3 +332,58 @@ func TestWALBatchAnotherWriterAfterARollback(t *testing.T) {
 		}
 	}
 }
+
+// A write of gathered frames that fails fails the transaction, and nothing
+// of it may reach the files later: not a commit whose frame failed to go
+// out (a crash would bring back a transaction reported failed), nor frames
+// kept from a failed write in a transaction that then rolled back.
+func TestWALBatchFailedWrites(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "onair.db")
+	s, err := Open(context.Background(), Options{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	defer walFailWrites(0)
+	ctx := context.Background()
+	exec := func(query string, args ...any) error {
+		return s.w.do(ctx, func(tx *Tx) error {
+			_, err := tx.exec(query, args...)
+			return err
+		})
+	}
+	if err := exec(`CREATE TABLE walbatch_test (x INTEGER PRIMARY KEY, b BLOB NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	for round, failed := range []string{
+		// The commit's own write.
+		`INSERT INTO walbatch_test (x, b) VALUES (-1000, randomblob(500))`,
+		// A write of frames gathered beyond 4 MiB, within the transaction.
+		`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 12000)
+			INSERT INTO walbatch_test (x, b) SELECT 100000 + i, randomblob(1500) FROM n`,
+	} {
+		check := func(when string, want int) {
+			t.Helper()
+			for _, db := range []*sql.DB{s.read.DB, openCopy(t, crashCopy(t, path))} {
+				var failedRows, marks int
+				if err := db.QueryRow(`SELECT count(*) FILTER (WHERE x <= -1000 OR x > 100000), count(*) FILTER (WHERE x < 0 AND x > -1000)
+					FROM walbatch_test`).Scan(&failedRows, &marks); err != nil {
+					t.Fatal(err)
+				}
+				if failedRows != 0 || marks != want {
+					t.Fatalf("round %d, %s: %d rows of failed transactions and %d of %d committed ones", round, when, failedRows, marks, want)
+				}
+			}
+		}
+		walFailWrites(1)
+		if err := exec(failed); err == nil {
+			t.Fatalf("round %d: the transaction committed though its write failed", round)
+		}
+		walFailWrites(0)
+		check("after the failure", round)
+		if err := exec(`INSERT INTO walbatch_test (x, b) VALUES (?, x'01')`, -1-round); err != nil {
+			t.Fatalf("round %d: the next transaction: %v", round, err)
+		}
+		check("after the next commit", round+1)
+	}
+}
