@@ -58,6 +58,29 @@ func openCopy(t *testing.T, path string) *sql.DB {
 	return db
 }
 
+// openWALTest opens a store on a fresh file with an empty walbatch_test
+// table, and returns it with the file's path and a way to run one
+// statement in a write transaction of its own.
+func openWALTest(t *testing.T) (*Store, string, func(query string, args ...any) error) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "onair.db")
+	s, err := Open(context.Background(), Options{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	exec := func(query string, args ...any) error {
+		return s.w.do(context.Background(), func(tx *Tx) error {
+			_, err := tx.exec(query, args...)
+			return err
+		})
+	}
+	if err := exec(`CREATE TABLE walbatch_test (x INTEGER PRIMARY KEY, b BLOB NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	return s, path, exec
+}
+
 func countUsers(t *testing.T, db interface {
 	QueryRow(string, ...any) *sql.Row
 }, like string) int {
@@ -182,21 +205,13 @@ func TestWALBatchPaddedCommits(t *testing.T) {
 // commit writes over its frames. Each commit must be in the files whole
 // once reported, and nothing of the rolled-back one.
 func TestWALBatchBigAndRolledBackTransactions(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "onair.db")
-	s, err := Open(context.Background(), Options{Path: path})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, path, exec := openWALTest(t)
 	ctx := context.Background()
 	// 12,000 rows of 1,500 bytes: 18 MB, beyond the writer's 8 MiB cache and
 	// the 4 MiB walbatch.c gathers.
 	const insert = `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 12000)
 		INSERT INTO walbatch_test (x, b) SELECT ? + i, randomblob(1500) FROM n`
-	err = s.w.do(ctx, func(tx *Tx) error {
-		if _, err := tx.exec(`CREATE TABLE walbatch_test (x INTEGER PRIMARY KEY, b BLOB NOT NULL)`); err != nil {
-			return err
-		}
+	err := s.w.do(ctx, func(tx *Tx) error {
 		if _, err := tx.exec(insert, 0); err != nil {
 			return err
 		}
@@ -222,11 +237,7 @@ func TestWALBatchBigAndRolledBackTransactions(t *testing.T) {
 		if !errors.Is(err, boom) {
 			t.Fatalf("got %v, want the write to fail", err)
 		}
-		err = s.w.do(ctx, func(tx *Tx) error {
-			_, err := tx.exec(`INSERT INTO walbatch_test (x, b) VALUES (?, x'01')`, -1-round)
-			return err
-		})
-		if err != nil {
+		if err := exec(`INSERT INTO walbatch_test (x, b) VALUES (?, x'01')`, -1-round); err != nil {
 			t.Fatal(err)
 		}
 		db := openCopy(t, crashCopy(t, path))
@@ -282,19 +293,8 @@ func tableSum(t *testing.T, db *sql.DB) string {
 // writer lets go of its write lock, and must find the log as SQLite left
 // it: nothing of the dead transaction may be written over its commit later.
 func TestWALBatchAnotherWriterAfterARollback(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "onair.db")
-	s, err := Open(context.Background(), Options{Path: path})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, path, exec := openWALTest(t)
 	ctx := context.Background()
-	if err := s.w.do(ctx, func(tx *Tx) error {
-		_, err := tx.exec(`CREATE TABLE walbatch_test (x INTEGER PRIMARY KEY, b BLOB NOT NULL)`)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
 	other, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL&_busy_timeout=5000")
 	if err != nil {
 		t.Fatal(err)
@@ -315,10 +315,7 @@ func TestWALBatchAnotherWriterAfterARollback(t *testing.T) {
 		if _, err := other.Exec(`INSERT INTO walbatch_test (x, b) VALUES (?, randomblob(3000))`, -1000-round); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.w.do(ctx, func(tx *Tx) error {
-			_, err := tx.exec(`INSERT INTO walbatch_test (x, b) VALUES (?, x'01')`, -1-round)
-			return err
-		}); err != nil {
+		if err := exec(`INSERT INTO walbatch_test (x, b) VALUES (?, x'01')`, -1-round); err != nil {
 			t.Fatal(err)
 		}
 		db := openCopy(t, crashCopy(t, path))
@@ -338,23 +335,8 @@ func TestWALBatchAnotherWriterAfterARollback(t *testing.T) {
 // out (a crash would bring back a transaction reported failed), nor frames
 // kept from a failed write in a transaction that then rolled back.
 func TestWALBatchFailedWrites(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "onair.db")
-	s, err := Open(context.Background(), Options{Path: path})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, path, exec := openWALTest(t)
 	defer walFailWrites(0)
-	ctx := context.Background()
-	exec := func(query string, args ...any) error {
-		return s.w.do(ctx, func(tx *Tx) error {
-			_, err := tx.exec(query, args...)
-			return err
-		})
-	}
-	if err := exec(`CREATE TABLE walbatch_test (x INTEGER PRIMARY KEY, b BLOB NOT NULL)`); err != nil {
-		t.Fatal(err)
-	}
 	for round, failed := range []string{
 		// The commit's own write.
 		`INSERT INTO walbatch_test (x, b) VALUES (-1000, randomblob(500))`,
