@@ -101,8 +101,9 @@ func TestWALBatchWritesACommitBeforeItIsReported(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "onair.db")
 	total := 0
 	before := walGathered()
-	for life := range 2 {
-		s, err := Open(context.Background(), Options{Path: path})
+	// The second life also syncs each commit, as ONAIR_DB_SYNC=full does.
+	for life, mode := range []Sync{SyncNormal, SyncFull} {
+		s, err := Open(context.Background(), Options{Path: path, Sync: mode})
 		if err != nil {
 			t.Fatal(err)
 		}
